@@ -1,0 +1,45 @@
+rule generate_data:
+    output:
+        GENERATED_DATA,
+    params:
+        settings=config["data"]["generated"],
+    log:
+        "logs/generate_data.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/generate_data.py"
+
+
+rule check_data:
+    input:
+        data_file(),
+    output:
+        report(
+            DATA_SUMMARY,
+            caption="../scripts/report/captions/data_summary.rst",
+            category="Data",
+        ),
+    log:
+        "logs/check_data.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/check_data.py"
+
+
+rule prepare_data:
+    input:
+        data=data_file(),
+        summary=DATA_SUMMARY,
+    output:
+        PREPARED,
+    params:
+        validation_fraction=config["data"]["validation_fraction"],
+        split_seed=config["data"]["split_seed"],
+    log:
+        "logs/prepare_data.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/prepare_data.py"

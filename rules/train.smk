@@ -1,0 +1,20 @@
+rule train:
+    input:
+        PREPARED,
+    output:
+        model=f"{RUN_DIR}/model.keras",
+        history=f"{RUN_DIR}/history.csv",
+        predictions=f"{RUN_DIR}/predictions.npz",
+        metrics=f"{RUN_DIR}/metrics.json",
+    params:
+        run=run_params,
+        record_failure=config["train"]["keep_going_on_failure"],
+    threads: config["train"]["threads"]
+    resources:
+        **{config["train"]["gpu_resource"]: config["train"]["gpu_amount"]},
+    log:
+        f"logs/train/{{entry}}/rep{{replicate}}.log",
+    conda:
+        "../envs/tensorflow.yaml"
+    script:
+        "../scripts/train_run.py"

@@ -1,0 +1,48 @@
+"""Each rule's output, warnings and errors go to its log file; an expected error ends as one clear line."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A problem with the user's input: report the message alone, without a traceback."""
+
+
+@contextlib.contextmanager
+def step_log(path: str | Path, expected_errors: tuple[type[BaseException], ...] = (UserError,)):
+    """Redirect this process's stdout and stderr (file descriptors too, for TensorFlow's C++ logs) to `path`.
+
+    Yields a `log(message)` function that writes timestamped, flushed lines. An expected error is
+    written to the log and to the terminal as one line, and the process exits with status 1.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    saved = os.dup(1), os.dup(2)
+    with open(path, "a", buffering=1) as handle:
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+
+        def log(message: str) -> None:
+            print(f"[{time.strftime('%H:%M:%S')}] {message}", file=handle, flush=True)
+
+        try:
+            yield log
+        except expected_errors as error:
+            log(f"ERROR: {error}")
+            os.write(terminal, f"ERROR: {error}\n".encode())
+            raise SystemExit(1) from None
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for descriptor in (*saved, terminal):
+                os.close(descriptor)

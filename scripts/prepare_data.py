@@ -1,0 +1,14 @@
+"""Snakemake adapter: reshape to (N, 16, 16, 16, 1) and split a validation set off the training set."""
+
+from mnist3d import prepare
+from mnist3d.steplog import step_log
+
+with step_log(snakemake.log[0]) as log:
+    arrays = prepare.prepare(
+        snakemake.input.data,
+        snakemake.params.validation_fraction,
+        snakemake.params.split_seed,
+    )
+    prepare.save(snakemake.output[0], arrays)
+    sizes = {name: len(values) for name, values in arrays.items() if name.startswith("y_")}
+    log(f"wrote {snakemake.output[0]}: {sizes}")

@@ -1,0 +1,23 @@
+"""Snakemake adapter: train one run (one replicate of one entry of the models file)."""
+
+from pathlib import Path
+
+from mnist3d.steplog import step_log
+from mnist3d.train import RunPaths, train_run
+
+with step_log(snakemake.log[0]) as log:
+    output = snakemake.output
+    train_run(
+        run_id=f"{snakemake.wildcards.entry}/rep{snakemake.wildcards.replicate}",
+        params=snakemake.params.run,
+        prepared_path=Path(snakemake.input[0]),
+        paths=RunPaths(
+            model=Path(output.model),
+            history=Path(output.history),
+            predictions=Path(output.predictions),
+            metrics=Path(output.metrics),
+        ),
+        threads=snakemake.threads,
+        record_failure=snakemake.params.record_failure,
+        log=log,
+    )

@@ -1,0 +1,64 @@
+"""Shared test set-up: the package on sys.path, and a real Snakemake run of a tiny workflow copy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "profiles", "envs")
+TEST_CONFIG = "config/test/config.yaml"
+
+
+def copy_workflow(destination: Path) -> Path:
+    """A copy of the workflow's own files (no results, logs or caches) in `destination`."""
+    destination.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in WORKFLOW_PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, destination / part, ignore=ignore)
+        else:
+            shutil.copy2(source, destination / part)
+    return destination
+
+
+def snakemake(workdir: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the real Snakemake command line in `workdir` on the tiny test config."""
+    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", TEST_CONFIG, *arguments]
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=environment)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(arguments)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+        )
+    return result
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """Job counts per rule from the 'Job stats' table of `snakemake -n`."""
+    counts, in_table = {}, False
+    for line in dry_run_output.splitlines():
+        words = line.split()
+        if words[:2] == ["job", "count"]:
+            in_table = True
+        elif in_table and len(words) == 2 and words[1].isdigit() and words[0] != "total":
+            counts[words[0]] = int(words[1])
+        elif in_table and words[:1] == ["total"]:
+            break
+    return counts
+
+
+@pytest.fixture(scope="session")
+def tiny_workflow(tmp_path_factory) -> Path:
+    """A workflow copy on which the whole default target ran once, for real, on tiny data."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    snakemake(workdir)
+    return workdir

@@ -1,0 +1,116 @@
+import textwrap
+
+import pytest
+
+from conftest import REPO
+from mnist3d.runconfig import OPTIONAL_DEFAULTS, RunConfigError, check_name, load_runs, spatial_sizes
+
+SCHEMAS = REPO / "config" / "schemas"
+DEFAULTS = """\
+defaults:
+  filters: [16, 32, 64]
+  kernel_sizes: [3, 3, 3]
+  pool_sizes: [2, 2, 2]
+  dense: 256
+  dropout: 0.5
+  learning_rate: 0.001
+  epochs: 3
+  batch_size: 64
+  seed: 7
+  replicates: 1
+"""
+
+
+def runs_of(tmp_path, text):
+    path = tmp_path / "models.yaml"
+    path.write_text(textwrap.dedent(text))
+    return load_runs(path, SCHEMAS / "run.schema.yaml", SCHEMAS / "models.schema.yaml")
+
+
+def error_of(tmp_path, text) -> str:
+    with pytest.raises(RunConfigError) as caught:
+        runs_of(tmp_path, text)
+    return str(caught.value)
+
+
+def test_entry_states_only_what_differs(tmp_path):
+    runs = runs_of(tmp_path, DEFAULTS + "runs:\n  base:\n  wide: {filters: [32, 64, 128]}\n")
+    assert [run.id for run in runs] == ["base/rep1", "wide/rep1"]
+    assert runs[0].params["filters"] == [16, 32, 64]
+    assert runs[1].params["filters"] == [32, 64, 128]
+    assert runs[1].params["dense"] == 256
+    assert all(runs[0].params[name] == value for name, value in OPTIONAL_DEFAULTS.items())
+
+
+def test_replicates_get_consecutive_seeds_and_leave_params_alone(tmp_path):
+    runs = runs_of(tmp_path, DEFAULTS + "runs:\n  same: {replicates: 3}\n")
+    assert [(run.entry, run.replicate, run.seed) for run in runs] == [
+        ("same", 1, 7), ("same", 2, 8), ("same", 3, 9)
+    ]
+    # Raising replicates must not change (and so retrain) the replicates that exist.
+    more = runs_of(tmp_path, DEFAULTS + "runs:\n  same: {replicates: 5}\n")
+    assert [run.params for run in more[:3]] == [run.params for run in runs]
+    assert "replicates" not in runs[0].params
+
+
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        ("bad: {dropout: 1.5}", "run 'bad', field 'dropout': 1.5 is greater than or equal to the maximum of 1"),
+        ("bad: {epochs: 0}", "run 'bad', field 'epochs': 0 is less than the minimum of 1"),
+        ("bad: {filters: [16, 32]}", "run 'bad', field 'filters': filters, kernel_sizes and pool_sizes need one value per block"),
+        ("bad: {pool_sizes: [4, 4, 2]}", "run 'bad', field 'pool_sizes': pool_sizes [4, 4, 2] shrink the 16^3 grid below 1 voxel at block 3"),
+        ("bad: {dropuot: 0.2}", "run 'bad', field 'dropuot': unknown field (did you mean 'dropout'?)"),
+        ("bad: {batch_size: big}", "run 'bad', field 'batch_size': 'big' is not of type 'integer'"),
+        ("bad: {lr_schedule: step}", "run 'bad', field 'lr_schedule': 'step' is not one of"),
+    ],
+)
+def test_bad_entry_names_run_and_field(tmp_path, entry, expected):
+    message = error_of(tmp_path, DEFAULTS + f"runs:\n  good: {{}}\n  {entry}\n")
+    assert "models.yaml: " in message
+    assert expected in message
+
+
+def test_missing_parameter_is_named(tmp_path):
+    message = error_of(tmp_path, "runs:\n  lonely: {dense: 8}\n")
+    assert "run 'lonely', field 'filters': missing" in message
+
+
+def test_bad_default_is_named_as_default(tmp_path):
+    message = error_of(tmp_path, DEFAULTS.replace("dense: 256", "dense: -1") + "runs:\n  a: {}\n")
+    assert "defaults, field 'dense'" in message
+
+
+def test_duplicate_run_name_is_an_error(tmp_path):
+    message = error_of(tmp_path, DEFAULTS + "runs:\n  twin: {dense: 8}\n  twin: {dense: 16}\n")
+    assert "'twin' is defined twice" in message and "line 14" in message
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "..", ".hidden", "has space", "-dash", "ünï"])
+def test_unsafe_names_are_refused(tmp_path, name):
+    message = error_of(tmp_path, DEFAULTS + f"runs:\n  '{name}': {{}}\n")
+    assert f"run '{name}'" in message and "not a safe directory name" in message
+
+
+@pytest.mark.parametrize("name", ["seed-reference", "wide_2", "v1.5", "_x"])
+def test_safe_names_pass(name):
+    check_name(name)
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(RunConfigError, match="nowhere.yaml: file not found"):
+        load_runs(tmp_path / "nowhere.yaml", SCHEMAS / "run.schema.yaml", SCHEMAS / "models.schema.yaml")
+    assert "not valid YAML" in error_of(tmp_path, "runs: [unclosed\n")
+    assert "runs" in error_of(tmp_path, DEFAULTS)
+
+
+def test_spatial_sizes_follow_same_padding():
+    assert spatial_sizes([2, 2, 2]) == [8, 4, 2]
+    assert spatial_sizes([3, 3]) == [6, 2]
+    assert spatial_sizes([2, 2, 2, 2]) == [8, 4, 2, 1]
+
+
+def test_shipped_models_files_are_valid():
+    for models in ("config/models.yaml", "config/models-gpu.yaml", "config/test/models.yaml"):
+        runs = load_runs(REPO / models, SCHEMAS / "run.schema.yaml", SCHEMAS / "models.schema.yaml")
+        assert runs, models
