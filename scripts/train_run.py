@@ -1,9 +1,13 @@
 """Snakemake adapter: train one run (one replicate of one entry of the models file)."""
 
+import os
 from pathlib import Path
 
 from mnist3d.steplog import step_log
 from mnist3d.train import RunPaths, train_run
+
+# TensorFlow's C++ start-up chatter (no CUDA here, CPU instruction sets) would bury the progress lines.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 with step_log(snakemake.log[0]) as log:
     output = snakemake.output

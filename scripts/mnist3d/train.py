@@ -123,7 +123,7 @@ def accuracy_where(y_true, y_pred, mask) -> float | None:
     return float(np.mean(y_true[mask] == y_pred[mask])) if mask.any() else None
 
 
-def test_metrics(y_true: np.ndarray, y_pred: np.ndarray, test_rotated: np.ndarray) -> dict:
+def evaluation_metrics(y_true: np.ndarray, y_pred: np.ndarray, test_rotated: np.ndarray) -> dict:
     """Accuracy overall, per class, and on the unrotated and rotated halves where the data tells them apart."""
     return {
         "test_accuracy": float(np.mean(y_true == y_pred)),
@@ -133,12 +133,27 @@ def test_metrics(y_true: np.ndarray, y_pred: np.ndarray, test_rotated: np.ndarra
     }
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict:
     import keras
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
-    device = f"GPU: {', '.join(gpu.name for gpu in gpus)}" if gpus else f"CPU: {platform.processor() or platform.machine()}"
+    if gpus:
+        names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
+        device = f"GPU: {', '.join(names)}"
+    else:
+        device = f"CPU: {cpu_name()}"
     return {
         "device": device,
         "versions": {
@@ -185,7 +200,7 @@ def train_run(run_id: str, params: dict, prepared_path: Path, paths: RunPaths, t
         )
         started = time.perf_counter()
         network.fit(train_data, validation_data=validation_data, epochs=params["epochs"],
-                    callbacks=make_callbacks(params, recorder), verbose=0)
+                    callbacks=make_callbacks(params, recorder), shuffle=False, verbose=0)
         metrics["training_seconds"] = time.perf_counter() - started
         if not recorder.rows or not np.isfinite(recorder.rows[-1]["loss"]):
             raise FloatingPointError("the training loss became NaN or infinite; try a lower learning_rate")
@@ -202,7 +217,7 @@ def train_run(run_id: str, params: dict, prepared_path: Path, paths: RunPaths, t
         return metrics
 
     y_pred = probabilities.argmax(axis=1)
-    metrics.update(test_metrics(data["y_test"], y_pred, data["test_rotated"]))
+    metrics.update(evaluation_metrics(data["y_test"], y_pred, data["test_rotated"]))
     metrics["epochs_run"] = len(recorder.rows)
     metrics["best_epoch"] = _best_epoch(recorder.rows, params)
     metrics["samples_per_second"] = len(data["y_train"]) * len(recorder.rows) / metrics["training_seconds"]

@@ -1,0 +1,127 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from mnist3d import prepare, train
+from mnist3d.runconfig import OPTIONAL_DEFAULTS
+from mnist3d.train import RunPaths, evaluation_metrics, train_run
+
+TINY = {
+    "filters": [4, 8], "kernel_sizes": [3, 3], "pool_sizes": [2, 2], "dense": 16, "dropout": 0.2,
+    "learning_rate": 0.003, "epochs": 2, "batch_size": 16, "seed": 5, **OPTIONAL_DEFAULTS,
+}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """Learnable tiny data: the class decides which octant of the grid is lit."""
+    rng = np.random.default_rng(0)
+
+    def grids(count):
+        labels = np.arange(count) % 10
+        x = rng.random((count, 16, 16, 16, 1), dtype=np.float32) * 0.2
+        for row, label in enumerate(labels):
+            z, y = divmod(label, 4)
+            x[row, 4 * z: 4 * z + 4, 4 * y: 4 * y + 4] = 1.0
+        return x, labels.astype(np.int64)
+
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = grids(96), grids(20), grids(30)
+    path = tmp_path_factory.mktemp("data") / "prepared.npz"
+    rotated = np.array([0, 1] * 15, dtype=np.int8)
+    prepare.save(path, dict(x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
+                            x_test=x_test, y_test=y_test, test_rotated=rotated))
+    return path
+
+
+def paths_in(directory) -> RunPaths:
+    return RunPaths(*(directory / name for name in ("model.keras", "history.csv", "predictions.npz", "metrics.json")))
+
+
+def run(prepared, directory, params=TINY, **options):
+    paths = paths_in(directory)
+    metrics = train_run("tiny/rep1", params, prepared, paths, threads=1, log=lambda message: None, **options)
+    return metrics, paths
+
+
+def read_history(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_run_writes_every_output(prepared, tmp_path):
+    metrics, paths = run(prepared, tmp_path)
+    assert metrics["status"] == "ok" and metrics["error"] is None
+    assert json.loads(paths.metrics.read_text()) == json.loads(json.dumps(metrics))
+    assert metrics["run"] == "tiny/rep1" and metrics["entry"] == "tiny" and metrics["replicate"] == 1
+    assert metrics["epochs_run"] == 2 and metrics["best_epoch"] == 2
+    assert 0 <= metrics["test_accuracy"] <= 1 and metrics["test_loss"] > 0
+    assert metrics["test_accuracy_rotated"] is not None and metrics["test_accuracy_unrotated"] is not None
+    assert len(metrics["per_class_accuracy"]) == 10
+    assert metrics["parameter_count"] > 0 and metrics["versions"]["tensorflow"]
+    history = read_history(paths.history)
+    assert list(history[0]) == list(train.HISTORY_COLUMNS)
+    assert [row["epoch"] for row in history] == ["1", "2"]
+    with np.load(paths.predictions) as predictions:
+        assert predictions["probabilities"].shape == (30, 10)
+        assert np.array_equal(predictions["y_pred"], predictions["probabilities"].argmax(axis=1))
+    import keras
+
+    reloaded = keras.saving.load_model(paths.model)
+    assert reloaded.count_params() == metrics["parameter_count"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["model.keras", "history.csv", "predictions.npz", "metrics.json"]
+    )  # no temporary files left behind
+
+
+def test_same_seed_same_numbers(prepared, tmp_path):
+    first, first_paths = run(prepared, tmp_path / "a")
+    second, second_paths = run(prepared, tmp_path / "b")
+    other, other_paths = run(prepared, tmp_path / "c", params={**TINY, "seed": 6})
+    strip = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+    assert strip(read_history(first_paths.history)) == strip(read_history(second_paths.history))
+    assert first["test_loss"] == second["test_loss"]
+    with np.load(first_paths.predictions) as a, np.load(second_paths.predictions) as b:
+        assert np.array_equal(a["probabilities"], b["probabilities"])
+    assert strip(read_history(other_paths.history)) != strip(read_history(first_paths.history))
+
+
+def test_levers_run(prepared, tmp_path):
+    params = {**TINY, "epochs": 3, "lr_schedule": "cosine", "early_stopping_patience": 1,
+              "rotation_augmentation": 30.0, "implementation": "keras"}
+    metrics, paths = run(prepared, tmp_path, params=params)
+    assert metrics["status"] == "ok"
+    rates = [float(row["learning_rate"]) for row in read_history(paths.history)]
+    assert rates == sorted(rates, reverse=True) and rates[-1] < TINY["learning_rate"]
+    assert 1 <= metrics["best_epoch"] <= metrics["epochs_run"]
+
+
+def test_failure_is_recorded_not_raised(prepared, tmp_path, monkeypatch):
+    from mnist3d import model
+
+    def broken(params, implementation):
+        raise RuntimeError("out of memory on purpose")
+
+    monkeypatch.setattr(model, "build_model", broken)
+    metrics, paths = run(prepared, tmp_path)
+    assert metrics["status"] == "failed"
+    assert metrics["error"] == "RuntimeError: out of memory on purpose"
+    assert metrics["test_accuracy"] is None
+    assert json.loads(paths.metrics.read_text())["status"] == "failed"
+    assert read_history(paths.history) == []
+    assert paths.model.exists() and paths.predictions.exists()
+    with pytest.raises(RuntimeError, match="on purpose"):
+        run(prepared, tmp_path / "strict", record_failure=False)
+
+
+def test_metrics_split_rotated_and_unrotated():
+    y_true = np.array([0, 1, 2, 3])
+    y_pred = np.array([0, 1, 0, 0])
+    metrics = evaluation_metrics(y_true, y_pred, np.array([0, 0, 1, 1]))
+    assert metrics["test_accuracy"] == 0.5
+    assert metrics["test_accuracy_unrotated"] == 1.0 and metrics["test_accuracy_rotated"] == 0.0
+    assert metrics["per_class_accuracy"][:4] == [1.0, 1.0, 0.0, 0.0]
+    assert metrics["per_class_accuracy"][4] is None
+    unknown = evaluation_metrics(y_true, y_pred, np.full(4, -1))
+    assert unknown["test_accuracy_rotated"] is None and unknown["test_accuracy_unrotated"] is None

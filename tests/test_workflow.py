@@ -1,0 +1,116 @@
+"""End-to-end: real Snakemake runs of a workflow copy on tiny data."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import copy_workflow, planned_jobs, snakemake
+
+RUNS = ["small/rep1", "small-keras/rep1", "pair/rep1", "pair/rep2", "too-big/rep1"]
+
+
+def test_every_run_trained_and_wrote_its_files(tiny_workflow):
+    for run in RUNS:
+        directory = tiny_workflow / "results" / "runs" / run
+        for name in ("model.keras", "history.csv", "predictions.npz", "metrics.json"):
+            assert (directory / name).exists(), f"{run}: {name} missing"
+        assert (tiny_workflow / "logs" / "train" / f"{run}.log").read_text().strip()
+    metrics = json.loads((tiny_workflow / "results/runs/small/rep1/metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["epochs_run"] == 2
+    history = pd.read_csv(tiny_workflow / "results/runs/small/rep1/history.csv")
+    assert history["epoch"].tolist() == [1, 2]
+    with np.load(tiny_workflow / "results/runs/small/rep1/predictions.npz") as predictions:
+        assert len(predictions["y_true"]) == 100  # 5 test digits per class, original + rotated copy
+        assert set(predictions["test_rotated"]) == {0, 1}
+
+
+def test_replicates_use_their_own_seeds(tiny_workflow):
+    seeds = [
+        json.loads((tiny_workflow / f"results/runs/pair/rep{k}/metrics.json").read_text())["seed"]
+        for k in (1, 2)
+    ]
+    assert seeds == [1, 2]
+
+
+def test_failing_run_is_recorded_and_costs_no_other(tiny_workflow):
+    metrics = json.loads((tiny_workflow / "results/runs/too-big/rep1/metrics.json").read_text())
+    assert metrics["status"] == "failed"
+    assert "ResourceExhausted" in metrics["error"] or "memory" in metrics["error"].lower()
+    assert "FAILED" in (tiny_workflow / "logs/train/too-big/rep1.log").read_text()
+
+
+def test_data_summary_says_generated(tiny_workflow):
+    summary = json.loads((tiny_workflow / "results/data/summary.json").read_text())
+    assert summary["source"] == "generated"
+    assert summary["splits"]["train"]["samples"] == 300
+    assert summary["splits"]["test"]["rotated_samples"] == 50
+
+
+def test_nothing_to_do_after_a_run(tiny_workflow):
+    result = snakemake(tiny_workflow, "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.fixture
+def trained_copy(tiny_workflow, tmp_path):
+    """A copy of the finished tiny workflow, results included, that a test may edit."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_workflow, copy, symlinks=True)
+    return copy
+
+
+def test_changing_one_entry_retrains_only_it(trained_copy):
+    models = trained_copy / "config/test/models.yaml"
+    models.write_text(models.read_text().replace("  small-keras:\n", "  small-keras:\n    dense: 12\n"))
+    result = snakemake(trained_copy, "-n")
+    assert planned_jobs(result.stdout)["train"] == 1
+    assert "small-keras/rep1/metrics.json" in result.stdout
+    assert "results/runs/small/rep1" not in result.stdout
+
+
+def test_adding_an_entry_or_replicate_trains_only_the_new_runs(trained_copy):
+    models = trained_copy / "config/test/models.yaml"
+    models.write_text(models.read_text().replace("    replicates: 2\n", "    replicates: 3\n")
+                      + "  added:\n    dense: 8\n    epochs: 1\n")
+    result = snakemake(trained_copy, "-n")
+    assert planned_jobs(result.stdout)["train"] == 2
+    assert "results/runs/pair/rep3/metrics.json" in result.stdout
+    assert "results/runs/added/rep1/metrics.json" in result.stdout
+
+
+def test_bad_models_file_fails_before_any_job(tmp_path):
+    workdir = copy_workflow(tmp_path / "bad")
+    models = workdir / "config/test/models.yaml"
+    models.write_text(models.read_text().replace("  small: {}", "  small:\n    dropout: 1.5"))
+    result = snakemake(workdir, check=False)
+    assert result.returncode != 0
+    assert "run 'small', field 'dropout'" in result.stdout + result.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_missing_data_file_without_generation_is_named(tmp_path):
+    workdir = copy_workflow(tmp_path / "nodata")
+    result = snakemake(workdir, "-n", "--config", "data={'file': 'data/absent.h5', 'generate_if_missing': False}",
+                       check=False)
+    assert result.returncode != 0
+    assert "data file data/absent.h5 not found" in result.stdout + result.stderr
+
+
+def test_bad_data_file_stops_with_one_clear_message(tmp_path):
+    import h5py
+
+    workdir = copy_workflow(tmp_path / "baddata")
+    (workdir / "data").mkdir()
+    with h5py.File(workdir / "data/full_dataset_vectors.h5", "w") as handle:
+        handle["X_train"] = np.zeros((10, 4096))
+        handle["y_train"] = np.arange(10)
+        handle["X_test"] = np.zeros((10, 100))
+        handle["y_test"] = np.arange(10)
+    result = snakemake(workdir, "results/data/summary.json", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "data/full_dataset_vectors.h5: X_test has shape (10, 100)" in output
+    assert "Traceback" not in output
