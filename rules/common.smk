@@ -5,8 +5,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from mnist3d.runconfig import RunConfigError, load_runs  # noqa: E402  (needs the path above)
-
+from mnist3d.runconfig import RunConfigError, load_runs
 
 validate(config, schema="../config/schemas/config.schema.yaml")
 
@@ -27,6 +26,7 @@ GENERATED_DATA = "results/data/generated-3dmnist.h5"
 DATA_SUMMARY = "results/data/summary.json"
 PREPARED = "results/data/prepared.npz"
 
+
 wildcard_constraints:
     entry=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
     replicate=r"\d+",
@@ -34,7 +34,10 @@ wildcard_constraints:
 
 def run_files(name):
     """`name` in the directory of every run, for rules that gather all runs."""
-    return [f"{RUN_DIR}/{name}".format(entry=run.entry, replicate=run.replicate) for run in RUNS]
+    return [
+        f"{RUN_DIR}/{name}".format(entry=run.entry, replicate=run.replicate)
+        for run in RUNS
+    ]
 
 
 def entry_run_files(entry, name):

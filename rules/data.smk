@@ -1,12 +1,12 @@
 rule generate_data:
     output:
         GENERATED_DATA,
-    params:
-        settings=config["data"]["generated"],
     log:
         "logs/generate_data.log",
     conda:
         "../envs/data.yaml"
+    params:
+        settings=config["data"]["generated"],
     script:
         "../scripts/generate_data.py"
 
@@ -34,12 +34,12 @@ rule prepare_data:
         summary=DATA_SUMMARY,
     output:
         PREPARED,
-    params:
-        validation_fraction=config["data"]["validation_fraction"],
-        split_seed=config["data"]["split_seed"],
     log:
         "logs/prepare_data.log",
     conda:
         "../envs/data.yaml"
+    params:
+        validation_fraction=config["data"]["validation_fraction"],
+        split_seed=config["data"]["split_seed"],
     script:
         "../scripts/prepare_data.py"

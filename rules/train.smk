@@ -6,15 +6,15 @@ rule train:
         history=f"{RUN_DIR}/history.csv",
         predictions=f"{RUN_DIR}/predictions.npz",
         metrics=f"{RUN_DIR}/metrics.json",
-    params:
-        run=run_params,
-        record_failure=config["train"]["keep_going_on_failure"],
+    log:
+        "logs/train/{entry}/rep{replicate}.log",
+    conda:
+        "../envs/tensorflow.yaml"
     threads: config["train"]["threads"]
     resources:
         **{config["train"]["gpu_resource"]: config["train"]["gpu_amount"]},
-    log:
-        f"logs/train/{{entry}}/rep{{replicate}}.log",
-    conda:
-        "../envs/tensorflow.yaml"
+    params:
+        run=run_params,
+        record_failure=config["train"]["keep_going_on_failure"],
     script:
         "../scripts/train_run.py"
