@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from mnist3d.atomic import atomic_path
 
 RECIPE_VERSION = "1"
 GRID = 16
@@ -257,29 +258,17 @@ def write_h5(
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; refusing to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        with h5py.File(temporary, "w") as h5:
-            for name, values in arrays.items():
-                values = np.asarray(values)
-                options = {}
-                if values.ndim == 2:
-                    # Grids are ~80% zeros: gzip makes the default file ~7x smaller in ~1 s.
-                    options = {
-                        "chunks": (min(256, len(values)) or 1, values.shape[1]),
-                        "compression": "gzip",
-                        "compression_opts": 4,
-                        "shuffle": True,
-                    }
-                h5.create_dataset(name, data=values, **options)
-            for name, value in attrs.items():
-                h5.attrs[name] = value
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as h5:
+        for name, values in arrays.items():
+            values = np.asarray(values)
+            options = {}
+            if values.ndim == 2:
+                # Grids are ~95% zeros: compression cuts the file several-fold at little cost.
+                options = {"chunks": (min(256, len(values)) or 1, values.shape[1]),
+                           "compression": "gzip", "compression_opts": 4, "shuffle": True}
+            h5.create_dataset(name, data=values, **options)
+        for name, value in attrs.items():
+            h5.attrs[name] = value
 
 
 def _check_seed(seed: int) -> int:
