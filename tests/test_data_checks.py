@@ -76,6 +76,7 @@ def test_prepare_shapes_and_keeps_test_apart(tmp_path):
     assert np.bincount(arrays["y_val"]).tolist() == [1] * 10  # stratified
     assert arrays["x_test"].shape == (20, 16, 16, 16, 1)
     assert arrays["test_rotated"].tolist() == [prepare.UNKNOWN] * 20
+    assert arrays["source"] == "real"
     with h5py.File(path) as handle:
         # Axes are [z, y, x]: flat index x + 16y + 256z.
         flat = handle["X_test"][3]

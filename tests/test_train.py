@@ -31,7 +31,7 @@ def prepared(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "prepared.npz"
     rotated = np.array([0, 1] * 15, dtype=np.int8)
     prepare.save(path, dict(x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val,
-                            x_test=x_test, y_test=y_test, test_rotated=rotated))
+                            x_test=x_test, y_test=y_test, test_rotated=rotated, source=np.array("generated")))
     return path
 
 
@@ -55,6 +55,7 @@ def test_run_writes_every_output(prepared, tmp_path):
     assert metrics["status"] == "ok" and metrics["error"] is None
     assert json.loads(paths.metrics.read_text()) == json.loads(json.dumps(metrics))
     assert metrics["run"] == "tiny/rep1" and metrics["entry"] == "tiny" and metrics["replicate"] == 1
+    assert metrics["dataset"] == "generated"
     assert metrics["epochs_run"] == 2 and metrics["best_epoch"] == 2
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["test_loss"] > 0
     assert metrics["test_accuracy_rotated"] is not None and metrics["test_accuracy_unrotated"] is not None

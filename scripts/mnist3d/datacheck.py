@@ -84,6 +84,12 @@ def read_groups(path: str | Path, split: str) -> np.ndarray | None:
         return handle[name][()] if name in handle else None
 
 
+def source(path: str | Path) -> str:
+    """"generated" for the embedded default built by mnist3d.recipe, else "real"."""
+    with h5py.File(path, "r") as handle:
+        return "generated" if _plain(handle.attrs.get("source")) == "generated" else "real"
+
+
 def summarise(path: str | Path) -> dict:
     """Check every split of the file and describe it for the report."""
     path = Path(path)
@@ -101,7 +107,7 @@ def summarise(path: str | Path) -> dict:
         }
     with h5py.File(path, "r") as handle:
         attributes = {key: _plain(value) for key, value in handle.attrs.items()}
-    summary["source"] = "generated" if attributes.get("source") == "generated" else "real"
+    summary["source"] = source(path)
     summary["value_range"] = [lowest, highest]
     summary["attributes"] = attributes
     return summary

@@ -55,6 +55,7 @@ def prepare(path: str | Path, validation_fraction: float, split_seed: int) -> di
         "x_test": to_grids(x_test),
         "y_test": y_test,
         "test_rotated": test_rotated,
+        "source": np.array(datacheck.source(path)),
     }
 
 

@@ -171,7 +171,7 @@ def load_runs(models_path: str | Path, run_schema_path: str | Path, models_schem
             check_layers(params)
         except LayerError as error:
             raise RunConfigError(f"{where}, field '{error.field}': {error}") from None
-        params = {**OPTIONAL_DEFAULTS, **params}
+        params = {**params, **{k: v for k, v in OPTIONAL_DEFAULTS.items() if k not in params}}
         for replicate in range(1, params["replicates"] + 1):
             run_params = {k: v for k, v in params.items() if k not in NOT_TRAINING_PARAMS}
             run_params["seed"] = params["seed"] + replicate - 1

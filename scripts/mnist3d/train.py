@@ -180,7 +180,8 @@ def train_run(run_id: str, params: dict, prepared_path: Path, paths: RunPaths, t
     entry, replicate = run_id.rsplit("/rep", 1)
     metrics = {
         "run": run_id, "entry": entry, "replicate": int(replicate), "status": "ok", "error": None,
-        "params": params, "seed": params["seed"], "dataset": None, **environment(),
+        "params": params, "seed": params["seed"], "dataset": str(data["source"]),
+        **environment(),
     }
     log(f"run {run_id}: {len(data['y_train'])} training, {len(data['y_val'])} validation, "
         f"{len(data['y_test'])} test grids; {metrics['device']}, {threads} threads")

@@ -1,0 +1,41 @@
+# results/report.html: one self-contained page from the metrics table and every figure.
+
+RUN_WILDCARDS = {
+    "entry": [run.entry for run in RUNS],
+    "replicate": [run.replicate for run in RUNS],
+}
+
+
+rule report:
+    input:
+        table=rules.aggregate_metrics.output.table,
+        entries=rules.aggregate_metrics.output.entries,
+        summary=DATA_SUMMARY,
+        prepared=PREPARED,
+        metrics=run_files("metrics.json"),
+        run_curves=expand(rules.plot_run.output.curves, zip, **RUN_WILDCARDS),
+        run_confusion=expand(rules.plot_run.output.confusion, zip, **RUN_WILDCARDS),
+        run_per_class=expand(rules.plot_run.output.per_class, zip, **RUN_WILDCARDS),
+        entry_plots=expand(rules.plot_entry.output[0], entry=REPLICATED_ENTRIES),
+        test_accuracy=rules.plot_comparison.output.test_accuracy,
+        accuracy_curves=rules.plot_comparison.output.accuracy_curves,
+        loss_curves=rules.plot_comparison.output.loss_curves,
+        measure_bars=rules.plot_comparison.output.measure_bars,
+        grouped_by_time=rules.plot_comparison.output.grouped_by_time,
+        time_vs_accuracy=rules.plot_comparison.output.time_vs_accuracy,
+        examples=rules.plot_digits.output.examples,
+        misclassified=rules.plot_digits.output.misclassified,
+        code=package_files("report.py", "templates/report.html.j2"),
+    output:
+        "results/report.html",
+    log:
+        "logs/report.log",
+    conda:
+        "../envs/plotting.yaml"
+    params:
+        runs=[run.id for run in RUNS],
+        replicated_entries=REPLICATED_ENTRIES,
+        comparison=list(rules.plot_comparison.output.keys()),
+        digits=list(rules.plot_digits.output.keys()),
+    script:
+        "../scripts/render_report.py"

@@ -1,0 +1,175 @@
+"""3D pictures of voxel digits: what the data looks like, and what the best model gets wrong.
+
+Grids are indexed [z, y, x] (flat index x + 16y + 256z). The recipe turns each digit upright, so
+its strokes lie in the y-z plane with z pointing up and the extrusion along x; the views look at
+that face from slightly to the side and above.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib import colormaps
+
+from mnist3d.metrics import best_run, read_table
+from mnist3d.plots import (
+    CLASSES,
+    FAILED_COLOUR,
+    INK,
+    MUTED,
+    message_figure,
+    new_figure,
+    rotation_known,
+    save,
+    styled,
+)
+
+# Cells below this share of the grid's maximum are left empty: they are single stray points.
+THRESHOLD = 0.12
+ELEVATION = 14
+AZIMUTH = -22
+
+
+def voxel_colours(grid_xyz: np.ndarray, threshold: float = THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+    """Filled cells and an RGBA colour per cell: denser cells darker and more opaque."""
+    filled = grid_xyz > threshold
+    scaled = np.clip((grid_xyz - threshold) / max(1 - threshold, 1e-9), 0, 1)
+    colours = colormaps["YlGnBu"](0.35 + 0.6 * scaled)
+    colours[..., 3] = 0.45 + 0.5 * scaled
+    return filled, colours
+
+
+def draw_digit(axis, grid: np.ndarray, title: str, title_colour: str = INK) -> None:
+    """One (16, 16, 16[, 1]) grid indexed [z, y, x] as voxels on a 3D axis."""
+    grid = np.asarray(grid, dtype=float).reshape(16, 16, 16)
+    maximum = grid.max()
+    if maximum > 0:
+        grid = grid / maximum
+    grid_xyz = grid.transpose(2, 1, 0)
+    filled, colours = voxel_colours(grid_xyz)
+    axis.voxels(filled, facecolors=colours, edgecolor=(0.1, 0.15, 0.3, 0.12), linewidth=0.25)
+    axis.view_init(elev=ELEVATION, azim=AZIMUTH)
+    axis.set_box_aspect((1, 1, 1))
+    for setter in (axis.set_xlim, axis.set_ylim, axis.set_zlim):
+        setter(0, 16)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    axis.set_zticks([])
+    for pane in (axis.xaxis, axis.yaxis, axis.zaxis):
+        pane.set_pane_color((0.96, 0.96, 0.96, 1.0))
+        pane.line.set_color((0.8, 0.8, 0.8, 1.0))
+    axis.set_title(title, fontsize=10, color=title_colour, pad=-2)
+
+
+def example_indices(y: np.ndarray, rotated: np.ndarray | None, want_rotated: int | None) -> list[int | None]:
+    """First test row of each class (restricted to unrotated or rotated rows when asked)."""
+    y = np.asarray(y)
+    indices = []
+    for digit in range(CLASSES):
+        mask = y == digit
+        if want_rotated is not None and rotated is not None:
+            mask &= np.asarray(rotated) == want_rotated
+        rows = np.flatnonzero(mask)
+        indices.append(int(rows[0]) if rows.size else None)
+    return indices
+
+
+def _digit_grid(figure, x, indices, caption):
+    axes = figure.subplots(2, 5, subplot_kw={"projection": "3d"})
+    for axis, digit, index in zip(axes.ravel(), range(CLASSES), indices):
+        if index is None:
+            axis.set_axis_off()
+            axis.set_title(f"{digit}: none in the test set", fontsize=9, color=MUTED)
+            continue
+        draw_digit(axis, x[index], f"digit {digit}")
+    figure.suptitle(caption, x=0.01, ha="left", fontsize=11, fontweight="bold")
+
+
+@styled
+def examples_figure(x_test: np.ndarray, y_test: np.ndarray, test_rotated: np.ndarray | None = None):
+    """One test digit per class; when the data marks rotated copies, an unrotated and a rotated set."""
+    if rotation_known(test_rotated):
+        figure = new_figure(11.5, 10.0)
+        upper, lower = figure.subfigures(2, 1, hspace=0.02)
+        _digit_grid(upper, x_test, example_indices(y_test, test_rotated, 0), "Unrotated test digits, one per class")
+        _digit_grid(lower, x_test, example_indices(y_test, test_rotated, 1), "Rotated noisy copies, one per class")
+    else:
+        figure = new_figure(11.5, 5.0)
+        _digit_grid(figure, x_test, example_indices(y_test, None, None), "Test digits, one per class")
+    return figure
+
+
+def misclassified_indices(y_true, y_pred, probabilities, count: int) -> list[int]:
+    """The `count` wrong predictions the model was most sure of, one per (true, predicted) pair first."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    wrong = np.flatnonzero(y_true != y_pred)
+    if wrong.size == 0:
+        return []
+    probabilities = np.asarray(probabilities)
+    confidence = probabilities[wrong, y_pred[wrong]] if probabilities.size else np.zeros(wrong.size)
+    ordered = wrong[np.argsort(-confidence, kind="stable")]
+    chosen, pairs = [], set()
+    for index in ordered:
+        pair = (int(y_true[index]), int(y_pred[index]))
+        if pair not in pairs:
+            chosen.append(int(index))
+            pairs.add(pair)
+        if len(chosen) == count:
+            return chosen
+    extra = [int(index) for index in ordered if int(index) not in chosen]
+    return chosen + extra[: count - len(chosen)]
+
+
+@styled
+def misclassified_figure(x_test, predictions, run: str | None, count: int = 10):
+    """The best run's most confident mistakes, each titled 'true -> predicted (confidence)'."""
+    if run is None:
+        return message_figure("Misclassified digits", "No run finished, so there is no model to inspect.")
+    y_true, y_pred = predictions["y_true"], predictions["y_pred"]
+    if len(y_true) != len(x_test):
+        return message_figure(
+            "Misclassified digits",
+            f"{run} has {len(y_true)} predictions for {len(x_test)} test digits; they cannot be matched.",
+        )
+    chosen = misclassified_indices(y_true, y_pred, predictions["probabilities"], count)
+    if not chosen:
+        return message_figure(f"Misclassified digits of {run}", "The run classified every test digit correctly.")
+    rotated = np.asarray(predictions["test_rotated"])
+    known = rotation_known(rotated)
+    wrong = int(np.sum(np.asarray(y_true) != np.asarray(y_pred)))
+    columns = 5
+    rows = int(np.ceil(len(chosen) / columns))
+    figure = new_figure(11.5, 2.6 * rows + 0.6)
+    figure.suptitle(
+        f"{run}: the {len(chosen)} mistakes it was most sure of ({wrong} of {len(y_true)} test digits are wrong)",
+        x=0.01,
+        ha="left",
+        fontsize=11,
+        fontweight="bold",
+    )
+    axes = np.atleast_1d(figure.subplots(rows, columns, subplot_kw={"projection": "3d"})).ravel()
+    probabilities = np.asarray(predictions["probabilities"])
+    for axis, index in zip(axes, chosen):
+        true, predicted = int(y_true[index]), int(y_pred[index])
+        details = [f"{probabilities[index, predicted]:.0%} sure"] if probabilities.size else []
+        details.append(("rotated" if rotated[index] == 1 else "unrotated") if known else f"test row {index}")
+        draw_digit(axis, x_test[index], f"true {true} → predicted {predicted}\n{', '.join(details)}", FAILED_COLOUR)
+    for axis in axes[len(chosen) :]:
+        axis.set_axis_off()
+    return figure
+
+
+def plot_digits_files(prepared_path, table_path, run_ids: list[str], predictions_paths, outputs: dict) -> None:
+    """'examples' from the prepared test set and 'misclassified' of the best run in results/metrics.csv.
+
+    `run_ids` and `predictions_paths` are in the same order (every run of the models file).
+    """
+    with np.load(prepared_path) as prepared:
+        x_test, y_test = prepared["x_test"], prepared["y_test"]
+        test_rotated = prepared["test_rotated"] if "test_rotated" in prepared.files else None
+    save(examples_figure(x_test, y_test, test_rotated), outputs["examples"])
+    best = best_run(read_table(table_path))
+    predictions = {}
+    if best is not None:
+        with np.load(dict(zip(run_ids, predictions_paths))[best]) as stored:
+            predictions = {name: stored[name] for name in stored.files}
+    save(misclassified_figure(x_test, predictions, best), outputs["misclassified"])

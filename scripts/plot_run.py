@@ -1,0 +1,12 @@
+"""Snakemake adapter: the learning curves, confusion matrix and per-digit accuracy of one run."""
+
+from mnist3d.plots import plot_run_files
+from mnist3d.steplog import step_log
+
+with step_log(snakemake.log[0]):
+    plot_run_files(
+        snakemake.input.metrics,
+        snakemake.input.history,
+        snakemake.input.predictions,
+        {name: snakemake.output[name] for name in ("curves", "confusion", "per_class")},
+    )
