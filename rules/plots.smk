@@ -6,10 +6,12 @@ CAPTIONS = "../scripts/report/captions"
 
 
 def package_files(*names):
-    """Modules of the scripts/mnist3d package, as inputs of the rules whose output they shape."""
-    return [
-        str(Path(workflow.basedir) / "scripts" / "mnist3d" / name) for name in names
-    ]
+    """Modules of the scripts/mnist3d package, as inputs of the rules whose output they shape.
+
+    Relative to the working directory, so a moved or copied workflow plans no re-plotting.
+    """
+    package = Path(workflow.basedir) / "scripts" / "mnist3d"
+    return [os.path.relpath(package / name) for name in names]
 
 
 rule aggregate_metrics:

@@ -66,9 +66,9 @@ def test_changing_one_entry_retrains_only_it(trained_copy):
     models = trained_copy / "config/test/models.yaml"
     models.write_text(models.read_text().replace("  small-keras:\n", "  small-keras:\n    dense: 12\n"))
     result = snakemake(trained_copy, "-n")
-    assert planned_jobs(result.stdout)["train"] == 1
-    assert "small-keras/rep1/metrics.json" in result.stdout
-    assert "results/runs/small/rep1" not in result.stdout
+    planned = planned_jobs(result.stdout)
+    assert planned["train"] == 1 and planned["plot_run"] == 1
+    assert "output: results/runs/small-keras/rep1/model.keras" in result.stdout
 
 
 def test_adding_an_entry_or_replicate_trains_only_the_new_runs(trained_copy):
