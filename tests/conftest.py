@@ -32,7 +32,8 @@ def copy_workflow(destination: Path) -> Path:
 
 def snakemake(workdir: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the real Snakemake command line in `workdir` on the tiny test config."""
-    command = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", TEST_CONFIG, *arguments]
+    # Targets first: --configfile takes every word after it.
+    command = [sys.executable, "-m", "snakemake", *arguments, "--cores", "2", "--configfile", TEST_CONFIG]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=environment)
     if check and result.returncode != 0:

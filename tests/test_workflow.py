@@ -93,8 +93,10 @@ def test_bad_models_file_fails_before_any_job(tmp_path):
 
 def test_missing_data_file_without_generation_is_named(tmp_path):
     workdir = copy_workflow(tmp_path / "nodata")
-    result = snakemake(workdir, "-n", "--config", "data={'file': 'data/absent.h5', 'generate_if_missing': False}",
-                       check=False)
+    config = workdir / "config/test/config.yaml"
+    config.write_text(config.read_text().replace("generate_if_missing: true", "generate_if_missing: false")
+                      .replace("data/full_dataset_vectors.h5", "data/absent.h5"))
+    result = snakemake(workdir, "-n", check=False)
     assert result.returncode != 0
     assert "data file data/absent.h5 not found" in result.stdout + result.stderr
 
