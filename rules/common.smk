@@ -69,3 +69,12 @@ def data_file():
         f"data file {user_file} not found (config data.file); put the Kaggle 3D MNIST file there "
         "or set data.generate_if_missing: true to build the embedded default"
     )
+
+
+def package_files(*names):
+    """Modules of the scripts/mnist3d package, as inputs of the rules whose output they shape.
+
+    Relative to the working directory, so a moved or copied workflow plans no re-plotting.
+    """
+    package = Path(workflow.basedir) / "scripts" / "mnist3d"
+    return [os.path.relpath(package / name) for name in names]

@@ -5,15 +5,6 @@ PLOT_RUN_DIR = "results/plots/runs/{entry}/rep{replicate}"
 CAPTIONS = "../scripts/report/captions"
 
 
-def package_files(*names):
-    """Modules of the scripts/mnist3d package, as inputs of the rules whose output they shape.
-
-    Relative to the working directory, so a moved or copied workflow plans no re-plotting.
-    """
-    package = Path(workflow.basedir) / "scripts" / "mnist3d"
-    return [os.path.relpath(package / name) for name in names]
-
-
 rule aggregate_metrics:
     input:
         metrics=run_files("metrics.json"),
