@@ -63,3 +63,11 @@ def tiny_workflow(tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
     snakemake(workdir)
     return workdir
+
+
+@pytest.fixture
+def trained_copy(tiny_workflow, tmp_path) -> Path:
+    """A copy of the finished tiny workflow, results and timestamps included, that a test may edit."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_workflow, copy, symlinks=True)
+    return copy

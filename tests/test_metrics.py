@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from mnist3d import metrics
+from mnist3d.runconfig import OPTIONAL_DEFAULTS
 
 PARAMS = {
     "filters": [16, 32, 64],
@@ -25,12 +26,7 @@ PARAMS = {
     "epochs": 8,
     "batch_size": 64,
     "seed": 1,
-    "implementation": "fast",
-    "rotation_augmentation": 0.0,
-    "early_stopping_patience": 0,
-    "lr_schedule": "constant",
-    "mixed_precision": False,
-    "jit_compile": False,
+    **OPTIONAL_DEFAULTS,
 }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import json
 import re
-import shutil
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -271,28 +270,20 @@ def test_e2e_report_shows_failed_runs_with_their_error(tiny_workflow):
         assert run["error"].split(":")[0] in text
 
 
-@pytest.fixture
-def finished_copy(tiny_workflow, tmp_path):
-    """A copy of the finished tiny workflow, results and timestamps included, that a test may edit."""
-    copy = tmp_path / "copy"
-    shutil.copytree(tiny_workflow, copy, symlinks=True)
-    return copy
-
-
-def test_e2e_editing_plotting_code_replots_without_retraining(finished_copy):
+def test_e2e_editing_plotting_code_replots_without_retraining(trained_copy):
     # Snakemake 9 re-runs a job for a newer input only when its content changed, so edit, not touch.
-    plotting = finished_copy / "scripts" / "mnist3d" / "plots.py"
+    plotting = trained_copy / "scripts" / "mnist3d" / "plots.py"
     plotting.write_text(plotting.read_text() + "\n# a changed chart\n")
-    jobs = planned_jobs(snakemake(finished_copy, "-n").stdout)
+    jobs = planned_jobs(snakemake(trained_copy, "-n").stdout)
     assert "train" not in jobs
-    assert jobs["plot_run"] == len(run_ids(finished_copy))
+    assert jobs["plot_run"] == len(run_ids(trained_copy))
     for rule in ("plot_comparison", "plot_digits", "report"):
         assert jobs[rule] == 1, jobs
 
 
-def test_e2e_snakemake_report_includes_the_figures(finished_copy):
-    snakemake(finished_copy, "--report", "results/snakemake-report.html")
-    html = (finished_copy / "results" / "snakemake-report.html").read_text()
+def test_e2e_snakemake_report_includes_the_figures(trained_copy):
+    snakemake(trained_copy, "--report", "results/snakemake-report.html")
+    html = (trained_copy / "results" / "snakemake-report.html").read_text()
     for name in ("metrics.csv", "test_accuracy.png", "curves.png", "examples.png"):
         assert name in html, name
 

@@ -1,11 +1,9 @@
 """End-to-end: real Snakemake runs of a workflow copy on tiny data."""
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from conftest import copy_workflow, planned_jobs, snakemake
 
@@ -52,14 +50,6 @@ def test_data_summary_says_generated(tiny_workflow):
 def test_nothing_to_do_after_a_run(tiny_workflow):
     result = snakemake(tiny_workflow, "-n")
     assert "Nothing to be done" in result.stdout + result.stderr
-
-
-@pytest.fixture
-def trained_copy(tiny_workflow, tmp_path):
-    """A copy of the finished tiny workflow, results included, that a test may edit."""
-    copy = tmp_path / "copy"
-    shutil.copytree(tiny_workflow, copy, symlinks=True)
-    return copy
 
 
 def test_changing_one_entry_retrains_only_it(trained_copy):

@@ -132,6 +132,17 @@ def label_size(count: int) -> float:
     return float(np.clip(10.5 - count / 8, 7.0, 9.5))
 
 
+def measure_axis(axis, name: str, title: str) -> None:
+    """Title, label and scale of an accuracy (as percent) or loss (from 0) axis over epochs."""
+    axis.set_title(title)
+    axis.set_ylabel(name)
+    epoch_axis(axis)
+    if name == "accuracy":
+        axis.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    else:
+        axis.set_ylim(bottom=0)
+
+
 def epoch_axis(axis) -> None:
     """Whole epochs on the x axis; a run of a few epochs gets one tick each and some room."""
     axis.set_xlabel("epoch")
@@ -225,13 +236,7 @@ def run_curves(history: pd.DataFrame, run: str, test_accuracy=None, test_loss=No
             axis.axhline(test, color=INK, linestyle=":", linewidth=1.2, label=f"test {test:.3f}")
         if best_epoch is not None and np.isfinite(best_epoch) and len(history) and best_epoch < history["epoch"].max():
             axis.axvline(best_epoch, color=MUTED, linewidth=1, alpha=0.7, label=f"kept epoch {int(best_epoch)}")
-        axis.set_title(name)
-        axis.set_ylabel(name)
-        epoch_axis(axis)
-        if name == "accuracy":
-            axis.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        else:
-            axis.set_ylim(bottom=0)
+        measure_axis(axis, name, title=name)
         axis.legend(loc="lower right" if name == "accuracy" else "upper right", fontsize=8.5)
     return figure
 
@@ -447,13 +452,7 @@ def entry_figure(entry: str, histories: list[pd.DataFrame], test_accuracies: lis
                 label=f"{label} mean",
             )
         axis.legend(loc="lower right" if name == "accuracy" else "upper right", fontsize=8.5)
-        axis.set_title(f"{name}: mean over replicates, shaded min-max")
-        axis.set_ylabel(name)
-        epoch_axis(axis)
-        if name == "accuracy":
-            axis.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        else:
-            axis.set_ylim(bottom=0)
+        measure_axis(axis, name, title=f"{name}: mean over replicates, shaded min-max")
     return figure
 
 
