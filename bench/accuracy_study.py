@@ -54,7 +54,7 @@ SETTINGS: dict[str, tuple[int, dict, int]] = {
     # The recommended config/models.yaml entries, measured with the final code (RECOMMENDED).
     "seed-reference": (1, {}, 1),
     "rotations": (1, {**WIDE_FOUR_BLOCKS, **ROTATIONS, "epochs": 30, **COSINE}, 2),
-    "rotations-long": (1, {**WIDE_FOUR_BLOCKS, **ROTATIONS, "epochs": 50, **COSINE}, 1),
+    "rotations-long": (1, {**WIDE_FOUR_BLOCKS, **ROTATIONS, "epochs": 80, **COSINE}, 1),
     # The exploration, in the order it was run.
     "seed-e20c": (1, {"epochs": 20, **COSINE}, 1),
     # Rotating every training grid (p100) against half of them (p50).
