@@ -132,6 +132,11 @@ def label_size(count: int) -> float:
     return float(np.clip(10.5 - count / 8, 7.0, 9.5))
 
 
+def figure_title(figure: Figure, text: str) -> None:
+    """The house style of a figure's title: bold, left-aligned."""
+    figure.suptitle(text, x=0.01, ha="left", fontsize=12, fontweight="bold")
+
+
 def measure_axis(axis, name: str, title: str) -> None:
     """Title, label and scale of an accuracy (as percent) or loss (from 0) axis over epochs."""
     axis.set_title(title)
@@ -223,7 +228,7 @@ def run_curves(history: pd.DataFrame, run: str, test_accuracy=None, test_loss=No
     a grey vertical line, so the reader sees where the reported model comes from.
     """
     figure = new_figure(10.5, 3.7)
-    figure.suptitle(f"{run}: learning curves", x=0.01, ha="left", fontsize=12, fontweight="bold")
+    figure_title(figure, f"{run}: learning curves")
     panels = (
         ("accuracy", "accuracy", "val_accuracy", test_accuracy, ACCURACY_COLOUR),
         ("loss", "loss", "val_loss", test_loss, LOSS_COLOUR),
@@ -277,13 +282,7 @@ def confusion_figure(y_true, y_pred, run: str) -> Figure:
     shares = row_normalised(counts)
     accuracy = np.trace(counts) / max(counts.sum(), 1)
     figure = new_figure(11.0, 5.0)
-    figure.suptitle(
-        f"{run}: confusion matrix on the test set ({counts.sum()} digits, accuracy {accuracy:.3f})",
-        x=0.01,
-        ha="left",
-        fontsize=12,
-        fontweight="bold",
-    )
+    figure_title(figure, f"{run}: confusion matrix on the test set ({counts.sum()} digits, accuracy {accuracy:.3f})")
     left = figure.add_subplot(1, 2, 1)
     _matrix(left, counts, counts.astype(str), "counts", max(counts.max(), 1))
     right = figure.add_subplot(1, 2, 2)
@@ -415,13 +414,7 @@ def entry_figure(entry: str, histories: list[pd.DataFrame], test_accuracies: lis
         spread += f" ± {tests.std(ddof=1):.3f} (std)"
     note = f", {failed} failed" if failed else ""
     figure = new_figure(10.5, 3.9)
-    figure.suptitle(
-        f"{entry}: {len(histories)} replicates{note}, {spread}",
-        x=0.01,
-        ha="left",
-        fontsize=12,
-        fontweight="bold",
-    )
+    figure_title(figure, f"{entry}: {len(histories)} replicates{note}, {spread}")
     for index, (name, train, validation, colour) in enumerate(
         (("accuracy", "accuracy", "val_accuracy", ACCURACY_COLOUR), ("loss", "loss", "val_loss", LOSS_COLOUR))
     ):
@@ -597,13 +590,7 @@ def measure_bars(table: pd.DataFrame, best: str | None = None) -> Figure:
         axis.grid(axis="y", visible=False)
     axes[0].set_ylim(count - 0.4, -0.6)
     _run_labels(axes[0], labels, best, failed, size)
-    figure.suptitle(
-        "Runs ranked by test accuracy (best on top, in black)",
-        x=0.01,
-        ha="left",
-        fontsize=12,
-        fontweight="bold",
-    )
+    figure_title(figure, "Runs ranked by test accuracy (best on top, in black)")
     return figure
 
 
@@ -664,7 +651,7 @@ def grouped_by_time(table: pd.DataFrame, best: str | None = None) -> Figure:
         Patch(color=LOSS_COLOUR, label="mean validation loss after epoch 5"),
     ]
     figure.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8.5)
-    figure.suptitle("Runs from fastest to slowest to train", x=0.01, ha="left", fontsize=12, fontweight="bold")
+    figure_title(figure, "Runs from fastest to slowest to train")
     return figure
 
 
@@ -753,7 +740,7 @@ def test_accuracy_by_entry(table: pd.DataFrame, best: str | None = None) -> Figu
     title = "Test accuracy per entry (best on top)"
     if failed_entries:
         title += f"; failed entirely: {', '.join(failed_entries[:6])}" + (" ..." if len(failed_entries) > 6 else "")
-    figure.suptitle(title, x=0.01, ha="left", fontsize=12, fontweight="bold")
+    figure_title(figure, title)
     return figure
 
 
