@@ -15,6 +15,7 @@ rule train:
         **{config["train"]["gpu_resource"]: config["train"]["gpu_amount"]},
     params:
         run=run_params,
+        training_code=TRAINING_CODE,
         record_failure=config["train"]["keep_going_on_failure"],
     script:
         "../scripts/train_run.py"

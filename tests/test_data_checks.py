@@ -29,6 +29,7 @@ def test_valid_file_is_summarised(tmp_path):
     assert summary["splits"]["train"]["samples"] == 40
     assert summary["splits"]["test"]["class_counts"] == {str(c): 2 for c in range(10)}
     assert summary["splits"]["test"]["rotated_samples"] is None
+    assert summary["splits"]["train"]["source_digits"] is None
     assert 0 <= summary["value_range"][0] < summary["value_range"][1] <= 1
 
 
@@ -50,6 +51,10 @@ def test_grid_shaped_arrays_are_accepted(tmp_path):
         ({"y_test": np.zeros(19, dtype=int)}, "X_test has 20 samples but y_test has 19 labels"),
         ({"X_test": np.zeros((0, 4096)), "y_test": np.zeros(0, dtype=int)}, "the test split is empty"),
         ({"y_train": np.zeros((40, 2), dtype=int)}, "y_train has shape (40, 2)"),
+        ({"test_rotated": np.zeros(19, dtype=int)},
+         "test_rotated has shape (19,); expected one value per row of y_test (20,)"),
+        ({"test_rotated": np.full(20, 2)}, "test_rotated holds values other than 0 (original) and 1"),
+        ({"train_digit": np.arange(39)}, "train_digit has shape (39,); expected one value per row of y_train (40,)"),
     ],
 )
 def test_bad_file_gives_one_message_naming_file_and_problem(tmp_path, overrides, message):

@@ -61,6 +61,28 @@ def test_changing_one_entry_retrains_only_it(trained_copy):
     assert "output: results/runs/small-keras/rep1/model.keras" in result.stdout
 
 
+def test_editing_training_code_retrains_every_run_and_plotting_code_none(trained_copy):
+    package = trained_copy / "scripts/mnist3d"
+    plots = package / "plots.py"
+    plots.write_text(plots.read_text() + "\n# an edit\n")
+    planned = planned_jobs(snakemake(trained_copy, "-n").stdout)
+    assert "train" not in planned and planned["plot_run"] == len(RUNS)
+
+    model = package / "model.py"
+    model.write_text(model.read_text() + "\n# an edit\n")
+    planned = planned_jobs(snakemake(trained_copy, "-n").stdout)
+    assert planned["train"] == len(RUNS)
+    # An edit the user knows changes no result: --touch records the code as current.
+    snakemake(trained_copy, "--touch")
+    assert "Nothing to be done" in snakemake(trained_copy, "-n").stdout
+
+
+def test_touching_training_code_without_changing_it_retrains_nothing(trained_copy):
+    (trained_copy / "scripts/mnist3d/model.py").touch()
+    planned = planned_jobs(snakemake(trained_copy, "-n").stdout)
+    assert "train" not in planned
+
+
 def test_adding_an_entry_or_replicate_trains_only_the_new_runs(trained_copy):
     models = trained_copy / "config/test/models.yaml"
     models.write_text(models.read_text().replace("    replicates: 2\n", "    replicates: 3\n")

@@ -72,16 +72,28 @@ def read_split(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def read_flags(path: str | Path, split: str) -> np.ndarray | None:
     """Which rows are rotated copies (1) or originals (0), where the file records it."""
-    with h5py.File(path, "r") as handle:
-        name = f"{split}_rotated"
-        return handle[name][()].astype(np.int8) if name in handle else None
+    flags = _per_row(path, split, f"{split}_rotated")
+    if flags is None:
+        return None
+    if not np.isin(flags, (0, 1)).all():
+        raise DataError(f"{path}: {split}_rotated holds values other than 0 (original) and 1 (rotated copy)")
+    return flags.astype(np.int8)
 
 
 def read_groups(path: str | Path, split: str) -> np.ndarray | None:
     """The source digit of each row, where the file records it (copies of one digit share it)."""
+    return _per_row(path, split, f"{split}_digit")
+
+
+def _per_row(path: str | Path, split: str, name: str) -> np.ndarray | None:
+    """An optional dataset with one value per row of the split; None when the file has none."""
     with h5py.File(path, "r") as handle:
-        name = f"{split}_digit"
-        return handle[name][()] if name in handle else None
+        if name not in handle:
+            return None
+        values, rows = handle[name][()], len(handle[f"y_{split}"])
+    if values.shape != (rows,):
+        raise DataError(f"{path}: {name} has shape {values.shape}; expected one value per row of y_{split} ({rows},)")
+    return values
 
 
 def source(path: str | Path) -> str:
@@ -99,11 +111,13 @@ def summarise(path: str | Path) -> dict:
         x, y = read_split(path, split)
         lowest, highest = min(lowest, float(x.min())), max(highest, float(x.max()))
         rotated = read_flags(path, split)
+        groups = read_groups(path, split)
         summary["splits"][split] = {
             "samples": len(y),
             "class_counts": {str(c): int(n) for c, n in enumerate(np.bincount(y, minlength=CLASSES))},
             "nonzero_share": float(np.count_nonzero(x) / x.size),
             "rotated_samples": None if rotated is None else int(rotated.sum()),
+            "source_digits": None if groups is None else int(len(np.unique(groups))),
         }
     with h5py.File(path, "r") as handle:
         attributes = {key: _plain(value) for key, value in handle.attrs.items()}

@@ -174,6 +174,8 @@ def _size_rows(summary: dict, split_sizes: dict | None) -> list[dict]:
         text = fmt_count(split["samples"])
         if split.get("rotated_samples") is not None:
             text += f" (of which {fmt_count(split['rotated_samples'])} rotated copies)"
+        if split.get("source_digits") is not None:
+            text += f", made from {fmt_count(split['source_digits'])} source digits"
         rows.append({"name": f"{name} grids in the file", "value": text})
         if name == "train" and split_sizes and "validation" in split_sizes:
             rows.append(

@@ -214,7 +214,7 @@ def train_run(run_id: str, params: dict, prepared_path: Path, paths: RunPaths, t
         if not record_failure:
             raise
         log(f"run {run_id} FAILED:\n{traceback.format_exc()}")
-        _write_failure(paths, metrics, recorder.rows, network, error)
+        _write_failure(paths, metrics, recorder.rows, network, error, log)
         return metrics
 
     y_pred = probabilities.argmax(axis=1)
@@ -247,7 +247,7 @@ def _best_epoch(rows: list[dict], params: dict) -> int:
     return len(rows)
 
 
-def _write_failure(paths: RunPaths, metrics: dict, rows: list[dict], network, error: Exception) -> None:
+def _write_failure(paths: RunPaths, metrics: dict, rows: list[dict], network, error: Exception, log) -> None:
     metrics.update(status="failed", error=f"{type(error).__name__}: {error}", epochs_run=len(rows))
     for name in ("test_accuracy", "test_loss", "test_accuracy_unrotated", "test_accuracy_rotated",
                  "training_seconds", "best_epoch", "samples_per_second"):
@@ -255,11 +255,20 @@ def _write_failure(paths: RunPaths, metrics: dict, rows: list[dict], network, er
     metrics.setdefault("parameter_count", None)
     metrics["per_class_accuracy"] = [None] * CLASSES
     with atomic_path(paths.model) as temporary:
-        # The model as it stood helps to debug the failure; an empty file when it never existed.
-        try:
-            network.save(temporary)
-        except Exception:
+        # The model as it stood helps to debug the failure. The file is a rule output, so it is
+        # written even when there is no model to save: empty then.
+        if network is None or not _saved(network, temporary, log):
             temporary.write_bytes(b"")
     write_history(paths.history, rows)
     write_predictions(paths.predictions, [], np.zeros((0, CLASSES)), [])
     write_json(paths.metrics, metrics)
+
+
+def _saved(network, path, log) -> bool:
+    """Save `network`; False when it cannot be (a failure can leave it unsaveable)."""
+    try:
+        network.save(path)
+    except Exception as error:  # noqa: BLE001 (any reason: the run has already failed)
+        log(f"the failed model could not be saved either: {type(error).__name__}: {error}")
+        return False
+    return True
