@@ -81,19 +81,20 @@ def package_files(*names):
     return [os.path.relpath(package / name) for name in names]
 
 
-def content_digest(paths):
-    """A short digest of the files' contents, for a params value that changes with them."""
+def code_digest(*modules):
+    """A short digest of the contents of scripts/mnist3d modules, for a rule's `params`.
+
+    A rule's output depends on the modules its script calls as much as on its settings, but
+    Snakemake's code trigger sees only the script itself. As a parameter, the digest reruns the rule
+    when one of them is edited, and, being contents rather than timestamps, nothing when a checkout
+    or copy changes no code.
+    """
     digest = hashlib.sha256()
-    for path in paths:
+    for path in package_files(*modules):
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()[:16]
 
 
-# What a training run computes depends on these modules as much as on its parameters. Snakemake's
-# code trigger covers only scripts/train_run.py, so a digest of them is a parameter of every run:
-# editing one retrains. Contents, not timestamps: a fresh clone or checkout retrains nothing.
-TRAINING_CODE = content_digest(
-    package_files(
-        "train.py", "model.py", "fastops.py", "pipeline.py", "augment.py", "prepare.py"
-    )
+TRAINING_CODE = code_digest(
+    "train.py", "model.py", "fastops.py", "pipeline.py", "augment.py"
 )

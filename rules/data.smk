@@ -7,6 +7,7 @@ rule generate_data:
         "../envs/data.yaml"
     params:
         settings=config["data"]["generated"],
+        code=code_digest("recipe.py"),
     script:
         "../scripts/generate_data.py"
 
@@ -24,6 +25,8 @@ rule check_data:
         "logs/check_data.log",
     conda:
         "../envs/data.yaml"
+    params:
+        code=code_digest("datacheck.py"),
     script:
         "../scripts/check_data.py"
 
@@ -41,5 +44,6 @@ rule prepare_data:
     params:
         validation_fraction=config["data"]["validation_fraction"],
         split_seed=config["data"]["split_seed"],
+        code=code_digest("prepare.py", "datacheck.py"),
     script:
         "../scripts/prepare_data.py"

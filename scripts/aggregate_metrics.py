@@ -3,7 +3,7 @@
 from mnist3d.metrics import aggregate
 from mnist3d.steplog import step_log
 
-with step_log(snakemake.log[0]) as log:
+with step_log(snakemake.log[0], outputs=snakemake.output) as log:
     table = aggregate(
         snakemake.input.metrics,
         snakemake.input.histories,

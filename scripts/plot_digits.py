@@ -3,7 +3,7 @@
 from mnist3d.steplog import step_log
 from mnist3d.views3d import plot_digits_files
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], outputs=snakemake.output):
     plot_digits_files(
         snakemake.input.prepared,
         snakemake.input.table,

@@ -3,7 +3,7 @@
 from mnist3d import prepare
 from mnist3d.steplog import step_log
 
-with step_log(snakemake.log[0]) as log:
+with step_log(snakemake.log[0], outputs=snakemake.output) as log:
     arrays = prepare.prepare(
         snakemake.input.data,
         snakemake.params.validation_fraction,

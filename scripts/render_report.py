@@ -3,7 +3,7 @@
 from mnist3d.report import ReportImages, write_report_from_files
 from mnist3d.steplog import step_log
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], outputs=snakemake.output):
     inputs, params = snakemake.input, snakemake.params
     figures = ("curves", "confusion", "per_class")
     images = ReportImages(

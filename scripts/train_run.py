@@ -9,7 +9,7 @@ from mnist3d.train import RunPaths, train_run
 # TensorFlow's C++ start-up chatter (no CUDA here, CPU instruction sets) would bury the progress lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-with step_log(snakemake.log[0]) as log:
+with step_log(snakemake.log[0], outputs=snakemake.output) as log:
     output = snakemake.output
     train_run(
         run_id=f"{snakemake.wildcards.entry}/rep{snakemake.wildcards.replicate}",

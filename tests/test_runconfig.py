@@ -63,6 +63,7 @@ def test_replicates_get_consecutive_seeds_and_leave_params_alone(tmp_path):
         ("bad: {dropuot: 0.2}", "run 'bad', field 'dropuot': unknown field (did you mean 'dropout'?)"),
         ("bad: {batch_size: big}", "run 'bad', field 'batch_size': 'big' is not of type 'integer'"),
         ("bad: {lr_schedule: step}", "run 'bad', field 'lr_schedule': 'step' is not one of"),
+        ("bad: 5", "run 'bad': must be a mapping of fields (or empty), not 5"),
     ],
 )
 def test_bad_entry_names_run_and_field(tmp_path, entry, expected):

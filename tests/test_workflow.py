@@ -77,6 +77,14 @@ def test_editing_training_code_retrains_every_run_and_plotting_code_none(trained
     assert "Nothing to be done" in snakemake(trained_copy, "-n").stdout
 
 
+def test_editing_data_code_redoes_the_data_steps_and_what_follows(trained_copy):
+    checks = trained_copy / "scripts/mnist3d/datacheck.py"
+    checks.write_text(checks.read_text() + "\n# an edit\n")
+    planned = planned_jobs(snakemake(trained_copy, "-n").stdout)
+    assert planned["check_data"] == 1 and planned["prepare_data"] == 1 and planned["train"] == len(RUNS)
+    assert "generate_data" not in planned
+
+
 def test_touching_training_code_without_changing_it_retrains_nothing(trained_copy):
     (trained_copy / "scripts/mnist3d/model.py").touch()
     planned = planned_jobs(snakemake(trained_copy, "-n").stdout)

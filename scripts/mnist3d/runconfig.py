@@ -143,6 +143,14 @@ def _validate(instance: dict, schema: dict, where: str) -> None:
         raise RunConfigError(f"{where}, field '{name}': {message}")
 
 
+def _models_error(error: jsonschema.ValidationError) -> str:
+    """The models file's own shape (not a run's fields) is wrong: where and what, in the user's terms."""
+    path = list(error.path)
+    if len(path) == 2 and path[0] == "runs":
+        return f"run '{path[1]}': must be a mapping of fields (or empty), not {error.instance!r}"
+    return f"{'.'.join(str(part) for part in path) or 'top level'}: {error.message}"
+
+
 def load_runs(models_path: str | Path, run_schema_path: str | Path, models_schema_path: str | Path) -> list[Run]:
     """Every run of the models file, replicates expanded, in file order."""
     models = read_yaml(models_path)
@@ -151,8 +159,7 @@ def load_runs(models_path: str | Path, run_schema_path: str | Path, models_schem
     try:
         jsonschema.validate(models, models_schema)
     except jsonschema.ValidationError as error:
-        where = ".".join(str(part) for part in error.path) or "top level"
-        raise RunConfigError(f"{models_path}: {where}: {error.message}") from None
+        raise RunConfigError(f"{models_path}: {_models_error(error)}") from None
 
     defaults = models.get("defaults") or {}
     partial_schema = {key: value for key, value in run_schema.items() if key != "required"}

@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -14,11 +15,14 @@ class UserError(Exception):
 
 
 @contextlib.contextmanager
-def step_log(path: str | Path, expected_errors: tuple[type[BaseException], ...] = (UserError,)):
+def step_log(path: str | Path, expected_errors: tuple[type[BaseException], ...] = (UserError,),
+             outputs: Iterable[str] = ()):
     """Redirect this process's stdout and stderr (file descriptors too, for TensorFlow's C++ logs) to `path`.
 
-    Yields a `log(message)` function that writes timestamped, flushed lines. An expected error is
-    written to the log and to the terminal as one line, and the process exits with status 1.
+    Yields a `log(message)` function that writes timestamped, flushed lines. A step that succeeds
+    ends its log with its duration and the `outputs` it wrote, so even a quiet step's log says it
+    ran. An expected error is written to the log and to the terminal as one line, and the process
+    exits with status 1.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,12 +37,16 @@ def step_log(path: str | Path, expected_errors: tuple[type[BaseException], ...] 
         def log(message: str) -> None:
             print(f"[{time.strftime('%H:%M:%S')}] {message}", file=handle, flush=True)
 
+        started = time.perf_counter()
         try:
             yield log
         except expected_errors as error:
             log(f"ERROR: {error}")
             os.write(terminal, f"ERROR: {error}\n".encode())
             raise SystemExit(1) from None
+        else:
+            written = ", ".join(str(output) for output in outputs)
+            log(f"done in {time.perf_counter() - started:.1f} s" + (f": wrote {written}" if written else ""))
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -1,0 +1,34 @@
+import os
+
+import pytest
+
+from mnist3d.steplog import UserError, step_log
+
+
+def test_a_quiet_step_still_logs_its_end_and_outputs(tmp_path):
+    log_file = tmp_path / "logs" / "step.log"
+    with step_log(log_file, outputs=["results/a.png", "results/b.png"]):
+        os.write(1, b"from file descriptor 1, as TensorFlow's C++ logs\n")
+    lines = log_file.read_text().splitlines()
+    assert lines[0] == "from file descriptor 1, as TensorFlow's C++ logs"
+    assert lines[-1].endswith("wrote results/a.png, results/b.png")
+    assert " done in " in lines[-1]
+
+
+def test_expected_error_is_one_line_and_exit_status_1(tmp_path, capfd):
+    log_file = tmp_path / "step.log"
+    with pytest.raises(SystemExit) as stopped:
+        with step_log(log_file, outputs=["never.png"]):
+            raise UserError("data/x.h5: X_train is missing")
+    assert stopped.value.code == 1
+    text = log_file.read_text()
+    assert "ERROR: data/x.h5: X_train is missing" in text
+    assert "done in" not in text and "never.png" not in text
+    assert capfd.readouterr().err == "ERROR: data/x.h5: X_train is missing\n"
+
+
+def test_unexpected_error_keeps_its_traceback(tmp_path):
+    with pytest.raises(ZeroDivisionError):
+        with step_log(tmp_path / "step.log"):
+            1 / 0
+    assert "done in" not in (tmp_path / "step.log").read_text()
