@@ -16,6 +16,5 @@ rule train:
     params:
         run=run_params,
         training_code=TRAINING_CODE,
-        record_failure=config["train"]["keep_going_on_failure"],
     script:
         "../scripts/train_run.py"

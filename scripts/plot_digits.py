@@ -3,11 +3,12 @@
 from mnist3d.steplog import step_log
 from mnist3d.views3d import plot_digits_files
 
-with step_log(snakemake.log[0], outputs=snakemake.output):
+with step_log(snakemake.log[0], outputs=snakemake.output) as log:
     plot_digits_files(
         snakemake.input.prepared,
         snakemake.input.table,
         snakemake.params.runs,
         snakemake.input.predictions,
         dict(snakemake.output.items()),
+        log=log,
     )

@@ -22,6 +22,7 @@ with step_log(snakemake.log[0], outputs=snakemake.output) as log:
             metrics=Path(output.metrics),
         ),
         threads=snakemake.threads,
-        record_failure=snakemake.params.record_failure,
+        # Read here, not passed as a rule parameter: changing it must not retrain finished runs.
+        record_failure=snakemake.config["train"]["keep_going_on_failure"],
         log=log,
     )

@@ -1,5 +1,3 @@
-import time
-
 import numpy as np
 import pytest
 
@@ -160,33 +158,6 @@ def test_angle_spread_follows_the_recipe():
     angles = np.degrees(augment.random_angles(90.0, 0, 0, 20000).numpy())
     np.testing.assert_allclose(angles.std(axis=0), [90.0, 90.0, 180.0], rtol=0.05)
     np.testing.assert_allclose(angles.mean(axis=0), 0.0, atol=5.0)
-
-
-def test_throughput_against_a_training_step():
-    """Prints (does not assert) the cost of augmenting a batch against one training step."""
-    import keras
-
-    batch = np.random.default_rng(0).random((64, 16, 16, 16, 1), dtype=np.float32)
-    labels = np.zeros(64, dtype=np.int64)
-    rotate = tf.function(augment.random_rotation(90.0, seed=0))
-    model = keras.Sequential([keras.Input((16, 16, 16, 1))] + [
-        layer for filters in (16, 32, 64) for layer in (
-            keras.layers.Conv3D(filters, 3, padding="same", activation="relu"),
-            keras.layers.BatchNormalization(), keras.layers.MaxPooling3D(2, padding="same"))
-    ] + [keras.layers.Flatten(), keras.layers.Dense(256, activation="relu"), keras.layers.Dense(10, "softmax")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-
-    def seconds(step, repeats=5):
-        step()
-        started = time.perf_counter()
-        for _ in range(repeats):
-            step()
-        return (time.perf_counter() - started) / repeats
-
-    augmenting = seconds(lambda: rotate(batch, labels)[0].numpy())
-    training = seconds(lambda: model.train_on_batch(batch, labels))
-    print(f"\naugmentation {augmenting * 1000:.1f} ms per batch of 64, training step {training * 1000:.1f} ms "
-          f"({augmenting / training:.0%} of a step)")
 
 
 def test_train_run_with_rotations_is_reproducible(tmp_path):

@@ -280,6 +280,19 @@ def test_csv_is_replaced_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_entry_names_that_look_like_numbers_or_missing_values_stay_names(tmp_path):
+    names = ["064", "None", "1e-3", "NA"]
+    table = table_of([write_run(tmp_path, name) for name in names])
+    metrics.write_csv(table, tmp_path / "metrics.csv")
+    metrics.write_csv(metrics.entry_table(table), tmp_path / "metrics_by_entry.csv")
+    read_back = metrics.read_table(tmp_path / "metrics.csv")
+    assert read_back["entry"].tolist() == names
+    assert read_back["run"].tolist() == [f"{name}/rep1" for name in names]
+    assert read_back["error"].tolist() == [""] * 4
+    assert sorted(metrics.read_entry_table(tmp_path / "metrics_by_entry.csv")["entry"]) == sorted(names)
+    assert read_back["test_accuracy"].notna().all()
+
+
 def test_flatten_params():
     flat = metrics.flatten_params({"filters": [8, 16], "kernels": [[3, 3, 1]], "schedule": {"kind": "cosine"}})
     assert flat == {"filters": "8-16", "kernels": "3x3x1", "schedule.kind": "cosine"}

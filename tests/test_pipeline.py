@@ -40,7 +40,7 @@ def test_shuffled_epochs_see_every_sample_once_in_new_orders():
     assert sizes == [16, 16, 16, 2]
     for order in orders:
         assert sorted(order) == list(range(50))
-    assert orders[0] != orders[1] != orders[2] and orders[0] != list(range(50))
+    assert len({tuple(order) for order in orders}) == 3 and orders[0] != list(range(50))
 
 
 def test_same_seed_same_orders_other_seed_other_orders():

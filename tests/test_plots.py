@@ -115,15 +115,19 @@ def test_digit_views_from_prepared_test_set_and_best_run(tmp_path):
         test_rotated=np.tile([0, 1], 100).astype(np.int8),
     )
     outputs = {"examples": tmp_path / "examples.png", "misclassified": tmp_path / "misclassified.png"}
+    logged = []
     views3d.plot_digits_files(
         prepared,
         table_path,
         [f"model_0{index}/rep1" for index in range(3)],
         [directory / "predictions.npz" for directory in directories],
         outputs,
+        log=logged.append,
     )
     for path in outputs.values():
         assert_png(path)
+    best = metrics.best_run(metrics.read_table(table_path))
+    assert best is not None and logged[-1].endswith(f"misclassified.png ({best})")
 
 
 def test_most_confident_mistakes_first_one_per_pair():

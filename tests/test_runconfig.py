@@ -59,7 +59,7 @@ def test_replicates_get_consecutive_seeds_and_leave_params_alone(tmp_path):
         ("bad: {dropout: 1.5}", "run 'bad', field 'dropout': 1.5 is greater than or equal to the maximum of 1"),
         ("bad: {epochs: 0}", "run 'bad', field 'epochs': 0 is less than the minimum of 1"),
         ("bad: {filters: [16, 32]}", "run 'bad', field 'filters': filters, kernel_sizes and pool_sizes need one value per block"),
-        ("bad: {pool_sizes: [4, 4, 2]}", "run 'bad', field 'pool_sizes': pool_sizes [4, 4, 2] shrink the 16^3 grid below 1 voxel at block 3"),
+        ("bad: {pool_sizes: [4, 4, 2]}", "run 'bad', field 'pool_sizes': pool_sizes [4, 4, 2] leave nothing to pool at block 3: the 16^3 grid is already 1 voxel (product of the pools before it 16 >= 16)"),
         ("bad: {dropuot: 0.2}", "run 'bad', field 'dropuot': unknown field (did you mean 'dropout'?)"),
         ("bad: {batch_size: big}", "run 'bad', field 'batch_size': 'big' is not of type 'integer'"),
         ("bad: {lr_schedule: step}", "run 'bad', field 'lr_schedule': 'step' is not one of"),
@@ -109,6 +109,20 @@ def test_spatial_sizes_follow_same_padding():
     assert spatial_sizes([2, 2, 2]) == [8, 4, 2]
     assert spatial_sizes([3, 3]) == [6, 2]
     assert spatial_sizes([2, 2, 2, 2]) == [8, 4, 2, 1]
+    # Pools that do not divide the grid: the edge reaches 1 without the product matching 16.
+    assert spatial_sizes([3, 3, 2]) == [6, 2, 1]
+    assert spatial_sizes([5, 4]) == [4, 1]
+    assert spatial_sizes([2, 2, 2, 2, 1]) == [8, 4, 2, 1, 1]  # a pool of 1 changes nothing
+
+
+def test_a_block_that_builds_per_spatial_sizes_builds_in_keras():
+    import keras
+
+    for pools in ([3, 3, 2], [5, 4], [2, 2, 2, 2, 1]):
+        x = keras.Input((16, 16, 16, 1))
+        for pool in pools:
+            x = keras.layers.MaxPooling3D(pool, padding="same")(x)
+        assert list(x.shape[1:4]) == [spatial_sizes(pools)[-1]] * 3, pools
 
 
 def test_shipped_models_files_are_valid():

@@ -227,11 +227,21 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> None:
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """results/metrics.csv back as written: empty cells are NaN, except the error text ('')."""
-    table = pd.read_csv(path)
-    table["error"] = table["error"].fillna("").astype(str)
-    for column in ("run", "entry", "status"):
-        table[column] = table[column].astype(str)
+    table = _read_csv(path, ("run", "entry", "status", "error"))
+    table["error"] = table["error"].fillna("")
     return table
+
+
+def read_entry_table(path: str | Path) -> pd.DataFrame:
+    """results/metrics_by_entry.csv back as written."""
+    return _read_csv(path, ("entry",))
+
+
+def _read_csv(path: str | Path, text_columns: tuple[str, ...]) -> pd.DataFrame:
+    # Only empty cells are missing, and names stay text: entries called "064", "1e-3", "None" or
+    # "NA" are valid run names, which pandas would otherwise read as 64, 0.001 or NaN.
+    return pd.read_csv(path, dtype={column: str for column in text_columns}, keep_default_na=False,
+                       na_values=[""])
 
 
 def aggregate(metrics_paths, history_paths, table_path: str | Path, entries_path: str | Path) -> pd.DataFrame:

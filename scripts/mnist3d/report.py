@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mnist3d.atomic import write_text
-from mnist3d.metrics import best_run, read_metrics, read_table
+from mnist3d.metrics import best_run, read_entry_table, read_metrics, read_table
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "report.html.j2"
@@ -550,7 +550,7 @@ def write_report_from_files(
 ) -> None:
     """results/report.html from the workflow's files (what the Snakemake adapter calls)."""
     table = read_table(table_path)
-    entries = pd.read_csv(entries_path)
+    entries = read_entry_table(entries_path)
     runs = [read_metrics(path) for path in metrics_paths]
     summary = json.loads(Path(summary_path).read_text())
     with np.load(prepared_path) as prepared:

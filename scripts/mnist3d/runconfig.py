@@ -95,17 +95,16 @@ def check_name(name: str) -> None:
 
 
 def spatial_sizes(pool_sizes: list[int], input_edge: int = INPUT_EDGE) -> list[int]:
-    """Grid edge after each pooling block ('same' padding: ceil); raises when a pool has nothing left to shrink."""
+    """Grid edge after each pooling block ('same' padding: ceil); raises when a block would pool a
+    grid already shrunk to 1 voxel (a pool of 1 there is allowed: it changes nothing)."""
     sizes = []
     edge = input_edge
-    exact = float(input_edge)
     for index, pool in enumerate(pool_sizes):
-        exact /= pool
-        if exact < 1:
+        if edge == 1 and pool > 1:
             raise LayerError(
                 "pool_sizes",
-                f"pool_sizes {pool_sizes} shrink the {input_edge}^3 grid below 1 voxel at block {index + 1} "
-                f"(product {math.prod(pool_sizes[: index + 1])} > {input_edge})"
+                f"pool_sizes {pool_sizes} leave nothing to pool at block {index + 1}: the {input_edge}^3 grid "
+                f"is already 1 voxel (product of the pools before it {math.prod(pool_sizes[:index])} >= {input_edge})"
             )
         edge = math.ceil(edge / pool)
         sizes.append(edge)

@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import time
+import traceback
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -44,6 +45,10 @@ def step_log(path: str | Path, expected_errors: tuple[type[BaseException], ...] 
             log(f"ERROR: {error}")
             os.write(terminal, f"ERROR: {error}\n".encode())
             raise SystemExit(1) from None
+        except Exception:
+            # Into the log too, not only the terminal: Snakemake's show-failed-logs prints the log.
+            traceback.print_exc(file=handle)
+            raise
         else:
             written = ", ".join(str(output) for output in outputs)
             log(f"done in {time.perf_counter() - started:.1f} s" + (f": wrote {written}" if written else ""))

@@ -78,6 +78,8 @@ def history_recorder(log, total_epochs: int, steps_per_epoch: int):
 
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
+            # The rate this epoch starts with: read at its end, a schedule already gives the next one's.
+            self.learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
         def on_train_batch_end(self, batch, logs=None):
             if (batch + 1) % self.report_every == 0 and batch + 1 < steps_per_epoch:
@@ -89,7 +91,7 @@ def history_recorder(log, total_epochs: int, steps_per_epoch: int):
                 "epoch": epoch + 1,
                 **{name: float(logs[name]) for name in HISTORY_COLUMNS[1:5]},
                 "seconds": time.perf_counter() - self.started,
-                "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+                "learning_rate": self.learning_rate,
             }
             self.rows.append(row)
             log(

@@ -158,18 +158,22 @@ def misclassified_figure(x_test, predictions, run: str | None, count: int = 10):
     return figure
 
 
-def plot_digits_files(prepared_path, table_path, run_ids: list[str], predictions_paths, outputs: dict) -> None:
+def plot_digits_files(prepared_path, table_path, run_ids: list[str], predictions_paths, outputs: dict,
+                      log=print) -> None:
     """'examples' from the prepared test set and 'misclassified' of the best run in results/metrics.csv.
 
-    `run_ids` and `predictions_paths` are in the same order (every run of the models file).
+    `run_ids` and `predictions_paths` are in the same order (every run of the models file). Each
+    figure takes a while (3D scatter plots of many grids): `log` reports each one as it is saved.
     """
     with np.load(prepared_path) as prepared:
         x_test, y_test = prepared["x_test"], prepared["y_test"]
         test_rotated = prepared["test_rotated"] if "test_rotated" in prepared.files else None
     save(examples_figure(x_test, y_test, test_rotated), outputs["examples"])
+    log(f"saved {outputs['examples']}")
     best = best_run(read_table(table_path))
     predictions = {}
     if best is not None:
         with np.load(dict(zip(run_ids, predictions_paths))[best]) as stored:
             predictions = {name: stored[name] for name in stored.files}
     save(misclassified_figure(x_test, predictions, best), outputs["misclassified"])
+    log(f"saved {outputs['misclassified']} ({best or 'no finished run'})")
