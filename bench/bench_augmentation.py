@@ -18,6 +18,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
+from bench_training import REFERENCE, seed_model  # noqa: E402  (the seed notebook's network)
 from mnist3d import augment, pipeline  # noqa: E402
 
 
@@ -31,18 +32,12 @@ def seconds_per_call(step, repeats: int = 10) -> float:
 
 def main() -> None:
     pipeline.configure_tensorflow(os.cpu_count() or 1, seed=0)
-    import keras
     import tensorflow as tf
 
     batch = np.random.default_rng(0).random((64, 16, 16, 16, 1), dtype=np.float32)
     labels = np.zeros(64, dtype=np.int64)
     rotate = tf.function(augment.random_rotation(90.0, seed=0))
-    model = keras.Sequential([keras.Input((16, 16, 16, 1))] + [
-        layer for filters in (16, 32, 64) for layer in (
-            keras.layers.Conv3D(filters, 3, padding="same", activation="relu"),
-            keras.layers.BatchNormalization(), keras.layers.MaxPooling3D(2, padding="same"))
-    ] + [keras.layers.Flatten(), keras.layers.Dense(256, activation="relu"), keras.layers.Dense(10, "softmax")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model = seed_model(REFERENCE)
 
     augmenting = seconds_per_call(lambda: rotate(batch, labels)[0].numpy())
     training = seconds_per_call(lambda: model.train_on_batch(batch, labels))

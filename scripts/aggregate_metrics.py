@@ -1,9 +1,9 @@
 """Snakemake adapter: every run's metrics.json and history.csv -> results/metrics.csv and the per-entry summary."""
 
 from mnist3d.metrics import aggregate
-from mnist3d.steplog import step_log
+from mnist3d.steplog import rule_log
 
-with step_log(snakemake.log[0], outputs=snakemake.output) as log:
+with rule_log(snakemake) as log:
     table = aggregate(
         snakemake.input.metrics,
         snakemake.input.histories,

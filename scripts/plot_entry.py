@@ -1,9 +1,9 @@
 """Snakemake adapter: mean curves with the range across the replicates of one entry."""
 
 from mnist3d.plots import plot_entry_files
-from mnist3d.steplog import step_log
+from mnist3d.steplog import rule_log
 
-with step_log(snakemake.log[0], outputs=snakemake.output):
+with rule_log(snakemake):
     plot_entry_files(
         snakemake.wildcards.entry,
         snakemake.input.metrics,

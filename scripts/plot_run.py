@@ -1,9 +1,9 @@
 """Snakemake adapter: the learning curves, confusion matrix and per-digit accuracy of one run."""
 
 from mnist3d.plots import plot_run_files
-from mnist3d.steplog import step_log
+from mnist3d.steplog import rule_log
 
-with step_log(snakemake.log[0], outputs=snakemake.output):
+with rule_log(snakemake):
     plot_run_files(
         snakemake.input.metrics,
         snakemake.input.history,

@@ -1,9 +1,9 @@
 """Snakemake adapter: reshape to (N, 16, 16, 16, 1) and split a validation set off the training set."""
 
 from mnist3d import prepare
-from mnist3d.steplog import step_log
+from mnist3d.steplog import rule_log
 
-with step_log(snakemake.log[0], outputs=snakemake.output) as log:
+with rule_log(snakemake) as log:
     arrays = prepare.prepare(
         snakemake.input.data,
         snakemake.params.validation_fraction,

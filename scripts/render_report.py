@@ -1,9 +1,9 @@
 """Snakemake adapter: results/report.html from the metrics table, the figures and the data summary."""
 
 from mnist3d.report import ReportImages, write_report_from_files
-from mnist3d.steplog import step_log
+from mnist3d.steplog import rule_log
 
-with step_log(snakemake.log[0], outputs=snakemake.output):
+with rule_log(snakemake):
     inputs, params = snakemake.input, snakemake.params
     figures = ("curves", "confusion", "per_class")
     images = ReportImages(

@@ -3,13 +3,13 @@
 import os
 from pathlib import Path
 
-from mnist3d.steplog import step_log
+from mnist3d.steplog import rule_log
 from mnist3d.train import RunPaths, train_run
 
 # TensorFlow's C++ start-up chatter (no CUDA here, CPU instruction sets) would bury the progress lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-with step_log(snakemake.log[0], outputs=snakemake.output) as log:
+with rule_log(snakemake) as log:
     output = snakemake.output
     train_run(
         run_id=f"{snakemake.wildcards.entry}/rep{snakemake.wildcards.replicate}",

@@ -1,8 +1,9 @@
 import os
+from types import SimpleNamespace
 
 import pytest
 
-from mnist3d.steplog import UserError, step_log
+from mnist3d.steplog import UserError, rule_log, step_log
 
 
 def test_a_quiet_step_still_logs_its_end_and_outputs(tmp_path):
@@ -34,3 +35,11 @@ def test_unexpected_error_keeps_its_traceback_in_the_log(tmp_path):
     text = (tmp_path / "step.log").read_text()
     assert "Traceback (most recent call last)" in text and "ZeroDivisionError: division by zero" in text
     assert "done in" not in text
+
+
+def test_rule_log_takes_the_jobs_log_file_and_outputs(tmp_path):
+    job = SimpleNamespace(log=[str(tmp_path / "rule.log")], output=["results/metrics.csv"])
+    with rule_log(job) as log:
+        log("working")
+    lines = (tmp_path / "rule.log").read_text().splitlines()
+    assert lines[0].endswith("working") and lines[-1].endswith("wrote results/metrics.csv")

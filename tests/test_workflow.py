@@ -91,6 +91,14 @@ def test_touching_training_code_without_changing_it_retrains_nothing(trained_cop
     assert "train" not in planned
 
 
+def test_changing_the_failure_switch_retrains_nothing(trained_copy):
+    config = trained_copy / "config/test/config.yaml"
+    text = config.read_text()
+    assert "keep_going_on_failure: true" in text
+    config.write_text(text.replace("keep_going_on_failure: true", "keep_going_on_failure: false"))
+    assert "train" not in planned_jobs(snakemake(trained_copy, "-n").stdout)
+
+
 def test_adding_an_entry_or_replicate_trains_only_the_new_runs(trained_copy):
     models = trained_copy / "config/test/models.yaml"
     models.write_text(models.read_text().replace("    replicates: 2\n", "    replicates: 3\n")

