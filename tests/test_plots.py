@@ -12,7 +12,7 @@ from PIL import Image
 from mnist3d import metrics, plots, views3d
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_metrics import table_of, write_run, write_runs  # noqa: E402  (shared run-directory writer)
+from rundirs import table_of, write_run, write_runs  # noqa: E402
 
 
 def assert_png(path: Path, min_width: int = 300, min_height: int = 150) -> None:

@@ -17,7 +17,7 @@ from mnist3d import metrics, plots, report
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import planned_jobs, snakemake  # noqa: E402
-from test_metrics import table_of, write_run, write_runs  # noqa: E402
+from rundirs import table_of, write_run, write_runs  # noqa: E402
 
 HOSTILE = "<script>alert('x')</script>"
 SUMMARY = {

@@ -1,0 +1,166 @@
+"""Run directories written in the exact format the training rule leaves them, for tests of the
+steps that read them (metrics, plots, report) without training anything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mnist3d import metrics
+from mnist3d.runconfig import OPTIONAL_DEFAULTS
+
+PARAMS = {
+    "filters": [16, 32, 64],
+    "kernel_sizes": [3, 3, 3],
+    "pool_sizes": [2, 2, 2],
+    "dense": 256,
+    "dropout": 0.5,
+    "learning_rate": 0.001,
+    "epochs": 8,
+    "batch_size": 64,
+    "seed": 1,
+    **OPTIONAL_DEFAULTS,
+}
+
+
+def fake_history(epochs: int, level: float, rng: np.random.Generator) -> pd.DataFrame:
+    epoch = np.arange(1, epochs + 1)
+    accuracy = level + 0.15 - 0.6 * np.exp(-epoch / 2.5) + rng.normal(0, 0.005, epochs)
+    val_accuracy = level - 0.55 * np.exp(-epoch / 2.0) + rng.normal(0, 0.01, epochs)
+    return pd.DataFrame(
+        {
+            "epoch": epoch,
+            "loss": 0.3 + 2.0 * np.exp(-epoch / 2.5),
+            "accuracy": accuracy.clip(0, 1),
+            "val_loss": 0.6 + 1.7 * np.exp(-epoch / 2.0) + rng.normal(0, 0.02, epochs),
+            "val_accuracy": val_accuracy.clip(0, 1),
+            "seconds": rng.uniform(9, 11, epochs),
+            "learning_rate": np.full(epochs, 0.001),
+        }
+    )
+
+
+def write_run(
+    root: Path,
+    entry: str,
+    replicate: int = 1,
+    *,
+    history: pd.DataFrame | None = None,
+    level: float = 0.75,
+    epochs: int = 8,
+    failed: str | None = None,
+    rotation_known: bool = True,
+    test_size: int = 200,
+    params: dict | None = None,
+    seed: int = 0,
+) -> Path:
+    """One run directory in the exact contract format; `failed` is the error text of a failed run."""
+    rng = np.random.default_rng(seed + 1000 * replicate + sum(map(ord, entry)))
+    run_dir = root / "results" / "runs" / entry / f"rep{replicate}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_params = {**PARAMS, **(params or {}), "seed": PARAMS["seed"] + replicate - 1}
+    if failed is None and history is None:
+        history = fake_history(epochs, level, rng)
+    if failed is not None:
+        history = pd.DataFrame(columns=metrics.HISTORY_COLUMNS)
+    history.to_csv(run_dir / "history.csv", index=False)
+
+    if failed is None:
+        y_true = np.repeat(np.arange(10), test_size // 10).astype(np.int64)
+        rotated = np.tile([0, 1], test_size // 2).astype(np.int8)
+        correct_share = np.where(rotated == 1, level - 0.12, level + 0.12)
+        correct = rng.uniform(size=test_size) < correct_share
+        y_pred = np.where(correct, y_true, (y_true + rng.integers(1, 10, test_size)) % 10).astype(np.int64)
+        probabilities = rng.dirichlet(np.ones(10), test_size).astype(np.float32)
+        probabilities[np.arange(test_size), y_pred] += 1.0
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        if not rotation_known:
+            rotated = np.full(test_size, -1, dtype=np.int8)
+    else:
+        y_true = y_pred = np.zeros(0, dtype=np.int64)
+        probabilities = np.zeros((0, 10), dtype=np.float32)
+        rotated = np.zeros(0, dtype=np.int8)
+    np.savez(
+        run_dir / "predictions.npz", y_true=y_true, y_pred=y_pred, probabilities=probabilities, test_rotated=rotated
+    )
+
+    ok = failed is None
+    accuracy = float(np.mean(y_true == y_pred)) if ok else None
+    split = ok and rotation_known
+    record = {
+        "run": f"{entry}/rep{replicate}",
+        "entry": entry,
+        "replicate": replicate,
+        "status": "ok" if ok else "failed",
+        "error": failed,
+        "params": run_params,
+        "seed": run_params["seed"],
+        "test_accuracy": accuracy,
+        "test_loss": float(1.2 - level) if ok else None,
+        "test_accuracy_unrotated": float(np.mean((y_true == y_pred)[rotated == 0])) if split else None,
+        "test_accuracy_rotated": float(np.mean((y_true == y_pred)[rotated == 1])) if split else None,
+        "per_class_accuracy": [0.7] * 10 if ok else None,
+        "training_seconds": float(history["seconds"].sum()) if ok else None,
+        "epochs_run": len(history) if ok else None,
+        "best_epoch": int(history["val_loss"].idxmin()) + 1 if ok else None,
+        "parameter_count": 1234567 if ok else None,
+        "samples_per_second": 350.5 if ok else None,
+        "device": "CPU (2 cores)",
+        "versions": {"python": "3.11.7", "tensorflow": "2.21.0", "keras": "3.15.1", "numpy": "2.4.6"},
+        "dataset": "generated",
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(record, indent=2))
+    (run_dir / "model.keras").write_bytes(b"" if not ok else b"model")
+    return run_dir
+
+
+def write_runs(root: Path, count: int, *, failed: int = 0, replicates: int = 1) -> list[Path]:
+    """`count` runs spread over entries with `replicates` each; the last `failed` runs failed."""
+    directories = []
+    for index in range(count):
+        entry = f"model_{index // replicates:02d}"
+        replicate = index % replicates + 1
+        error = (
+            "ValueError: filters, kernel_sizes and pool_sizes need one value per block"
+            if index >= count - failed
+            else None
+        )
+        level = 0.6 + 0.3 * ((index // replicates) * 7 % 11) / 11
+        directories.append(
+            write_run(
+                root,
+                entry,
+                replicate,
+                failed=error,
+                level=level,
+                epochs=6 + index % 5,
+                params={"dense": 64 * (1 + index % 4)},
+            )
+        )
+    return directories
+
+
+def table_of(directories: list[Path]) -> pd.DataFrame:
+    return metrics.load_runs_table(
+        [directory / "metrics.json" for directory in directories],
+        [directory / "history.csv" for directory in directories],
+    )
+
+
+def history_of(val_accuracy: list[float], val_loss: list[float] | None = None) -> pd.DataFrame:
+    epochs = len(val_accuracy)
+    val_loss = val_loss if val_loss is not None else [1.0] * epochs
+    return pd.DataFrame(
+        {
+            "epoch": range(1, epochs + 1),
+            "loss": [1.0] * epochs,
+            "accuracy": [0.5] * epochs,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "seconds": [1.0] * epochs,
+            "learning_rate": [0.001] * epochs,
+        }
+    )
