@@ -12,6 +12,7 @@ report: "scripts/report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/classify.smk"
 include: "rules/plots.smk"
 include: "rules/report.smk"
 

@@ -1,14 +1,23 @@
-"""Training throughput of the seed notebook's way against the workflow's, interleaved in one process.
+"""Training throughput of the seed notebook's way against the workflow's, and of the notebook as written.
 
-    python3 bench/bench_training.py                  # speed: A B A B ..., samples/s and ratio
-    python3 bench/bench_training.py --accuracy 3     # sanity: both train 3 epochs, test accuracy
+    python3 bench/bench_training.py                  # speed: A B A B ... and N once; samples/s, ratios
+    python3 bench/bench_training.py --accuracy 3     # sanity: A and B train 3 epochs, test accuracy
 
-A (seed): keras.Sequential with the notebook's layers, compiled with Adam, `model.fit` on NumPy arrays.
+A (seed, oneDNN on): keras.Sequential with the notebook's layers, compiled with Adam, `model.fit` on
+float32 NumPy arrays.
 B (workflow): mnist3d.model.build_model(params, "fast"), the workflow's compile, and
-mnist3d.pipeline.make_dataset. Same network, data, batch size, optimizer and float32. Both run in this
-process after mnist3d.pipeline.configure_tensorflow, as a training job does. Each round trains A
-then B one epoch of the same number of steps, timed from epoch begin to end; the ratio is of the
-median samples/s over the rounds.
+mnist3d.pipeline.make_dataset. Same network, data, batch size, optimizer and float32 as A. Both run in
+this process after mnist3d.pipeline.configure_tensorflow (oneDNN on), as a training job does. Each
+round trains A then B one epoch of the same number of steps, timed from epoch begin to end; the
+ratio is of the median samples/s over the rounds.
+N (notebook as written): its own subprocess with TensorFlow's defaults (TF_ENABLE_ONEDNN_OPTS unset:
+TensorFlow reads it at import, and turns oneDNN on by default only on CPUs with AVX512_VNNI,
+AVX512_BF16, AVX_VNNI or AMX), float64 arrays shaped N x 16 x 16 x 16 as the notebook reshapes
+them, `model.fit(..., validation_data=...)` with a validation set a fifth of the training set's size
+(the Kaggle set's 2000 test grids per 10000), default verbosity, no thread or seed settings. Its
+samples/s are training grids per second of epoch, validation included, after a one-batch warm-up fit
+(which traces the training and validation functions).
+It runs once, between the middle rounds of A and B.
 Data: results/data/prepared.npz when it exists (or --data), otherwise random grids (dense
 convolutions cost the same on any values). See bench/README.md.
 """
@@ -16,9 +25,11 @@ convolutions cost the same on any values). See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -43,6 +54,51 @@ REFERENCE = {
 }
 DEFAULT_DATA = REPO / "results" / "data" / "prepared.npz"
 EPOCH_GRIDS = 8000  # training grids of the default generated data set
+NOTEBOOK_RESULT = "NOTEBOOK_RESULT "  # the prefix of the child's one result line
+VALIDATION_SHARE = 5  # the notebook validated on 2000 test grids per 10000 training grids
+
+
+def instruction_set() -> str:
+    """The widest x86 vector class the CPU reports in /proc/cpuinfo: "AMX", "AVX-512", "AVX2" or "older"."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    flags = set(flags)
+    # TensorFlow turns oneDNN on by default when one of these is present (port.cc, IsMKLEnabled).
+    onednn_default = sorted(flags & {"avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8"})
+    if flags & {"amx_tile", "amx_bf16", "amx_int8"}:
+        kind = "AMX"
+    elif "avx512f" in flags:
+        kind = "AVX-512"
+    elif "avx2" in flags:
+        kind = "AVX2"
+    else:
+        kind = "older than AVX2"
+    default = f"oneDNN on by default ({', '.join(onednn_default)})" if onednn_default else "oneDNN off by default"
+    return f"{kind}; {default}"
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "?")
+    except OSError:
+        return "?"
+
+
+def onednn_enabled() -> str:
+    """Whether this process' TensorFlow runs its oneDNN kernels: "on", "off" or "unknown".
+
+    TensorFlow decides once, at import, from TF_ENABLE_ONEDNN_OPTS and the CPU's features; the same
+    function that decides (IsMklEnabled) is exposed, privately, in its Python bindings.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return "unknown"
+    return "on" if _pywrap_util_port.IsMklEnabled() else "off"
 
 
 def seed_model(params: dict):
@@ -132,6 +188,68 @@ def step_timer():
     return StepTimer()
 
 
+def notebook_child(args) -> None:
+    """The notebook as written (its create_model and train_model), in this fresh process with
+    TensorFlow's defaults; prints one NOTEBOOK_RESULT line of JSON."""
+    samples = args.steps * args.batch_size
+    x, y, source = load_data(args.data, samples, REFERENCE["seed"])
+    x_val, y_val = x[: samples // VALIDATION_SHARE], y[: samples // VALIDATION_SHARE]
+    path = args.data or (DEFAULT_DATA if DEFAULT_DATA.exists() else None)
+    if path is not None:  # validate on test grids, as the notebook does
+        with np.load(path) as arrays:
+            x_val, y_val = arrays["x_test"][: len(x_val)], arrays["y_test"][: len(y_val)]
+    # The notebook's arrays: float64 (h5py's dtype for the Kaggle vectors), reshaped to N x 16 x 16 x 16.
+    X_train, X_test = x.astype(np.float64).reshape(-1, 16, 16, 16), x_val.astype(np.float64).reshape(-1, 16, 16, 16)
+    import keras
+
+    model = seed_model({**REFERENCE, "batch_size": args.batch_size})
+    epochs = []
+
+    class EpochTimer(keras.callbacks.Callback):  # epoch begin to end: training and validation
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            epochs.append(time.perf_counter() - self.started)
+
+    # Warm-up: one batch of training and of validation traces both functions, which later fit calls reuse.
+    started = time.perf_counter()
+    model.fit(X_train[: args.batch_size], y[: args.batch_size], epochs=1, batch_size=args.batch_size,
+              validation_data=(X_test[: args.batch_size], y_val[: args.batch_size]), verbose=0)
+    warmup = time.perf_counter() - started
+    load = os.getloadavg()[0]
+    started, cpu_started = time.perf_counter(), time.process_time()
+    model.fit(X_train, y, epochs=args.notebook_epochs, batch_size=args.batch_size,
+              validation_data=(X_test, y_val), callbacks=[EpochTimer()])
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
+    import tensorflow as tf
+
+    rates = [samples / epoch for epoch in epochs]
+    print(NOTEBOOK_RESULT + json.dumps({
+        "samples_per_s": statistics.median(rates), "rates": rates, "warmup_s": warmup,
+        "fit_s": seconds, "cpu_ms_per_sample": 1000 * cpu_seconds / (samples * args.notebook_epochs),
+        "onednn": onednn_enabled(), "x_dtype": str(X_train.dtype), "x_shape": list(X_train.shape),
+        "validation_grids": len(y_val), "source": source, "tensorflow": tf.__version__,
+        "load_before": load, "load_after": os.getloadavg()[0],
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+    }), flush=True)
+
+
+def run_notebook(args) -> dict:
+    """The notebook way in a subprocess with TensorFlow's default oneDNN setting (TF_ENABLE_ONEDNN_OPTS
+    unset, whatever this process has)."""
+    env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
+    command = [sys.executable, str(Path(__file__).resolve()), "--notebook-child", "--steps", str(args.notebook_steps),
+               "--batch-size", str(args.batch_size), "--notebook-epochs", str(args.notebook_epochs)]
+    if args.data:
+        command += ["--data", str(args.data)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(NOTEBOOK_RESULT)]
+    if done.returncode != 0 or not lines:
+        sys.exit(f"the notebook way failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1][len(NOTEBOOK_RESULT):])
+
+
 def speed(args) -> None:
     params = {**REFERENCE, "batch_size": args.batch_size}
     samples = args.steps * args.batch_size
@@ -139,9 +257,10 @@ def speed(args) -> None:
     settings = pipeline.configure_tensorflow(args.threads, params["seed"])
     import tensorflow as tf
 
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} CPUs; instruction set {instruction_set()}")
     print(f"data: {source}; {args.steps} steps x batch {args.batch_size} per measurement; "
-          f"{args.rounds} rounds A B after a warm-up; TensorFlow {tf.__version__}; {os.cpu_count()} CPUs; "
-          f"load average {os.getloadavg()[0]:.1f}; {settings}")
+          f"{args.rounds} rounds A B after a warm-up; TensorFlow {tf.__version__}; "
+          f"load average {os.getloadavg()[0]:.1f}; oneDNN in this process (A, B): {onednn_enabled()}; {settings}")
     baseline_rss = rss_mib()
     seed = seed_model(params)
     dataset = pipeline.make_dataset(x, y, args.batch_size, shuffle=True, seed=params["seed"])
@@ -160,7 +279,13 @@ def speed(args) -> None:
         timers[name] = step_timer()
         rss[name] = rss_mib()
     rates = {name: [] for name in paths}
+    notebook = None
     for round_number in range(1, args.rounds + 1):
+        if round_number == args.rounds // 2 + 1 and args.notebook_steps > 0:
+            notebook = run_notebook(args)
+            print(f"notebook as written (own process, oneDNN {notebook['onednn']}): "
+                  f"{notebook['samples_per_s']:.0f} samples/s  (load average {notebook['load_before']:.1f}"
+                  f"-{notebook['load_after']:.1f})", flush=True)
         for name, (_, run) in paths.items():
             cpu_started = time.process_time()
             run()
@@ -185,6 +310,20 @@ def speed(args) -> None:
           f"{quick['B'] / quick['A']:.2f}x on the fast steps, "
           f"{cpu_ms['A'] / cpu_ms['B']:.2f}x less CPU time per sample")
     print(f"peak RSS of the process: {peak_rss_mib():.0f} MiB (before the models: {baseline_rss:.0f} MiB)")
+    if notebook is None:
+        return
+    print(f"N notebook as written             {notebook['samples_per_s']:6.0f} samples/s median of "
+          f"{len(notebook['rates'])} epochs ({min(notebook['rates']):.0f}-{max(notebook['rates']):.0f}), "
+          f"{args.notebook_steps} steps each + validation on {notebook['validation_grids']} grids; "
+          f"{notebook['x_dtype']} {'x'.join(map(str, ['N'] + notebook['x_shape'][1:]))}; oneDNN {notebook['onednn']}; "
+          f"{notebook['cpu_ms_per_sample']:.2f} CPU-ms per sample; "
+          f"{EPOCH_GRIDS / notebook['samples_per_s']:5.1f} s per {EPOCH_GRIDS}-grid epoch")
+    print(f"ratios ({instruction_set().split(';')[0]}, load average now {os.getloadavg()[0]:.1f}): "
+          f"workflow vs notebook as written (B/N, oneDNN {onednn_enabled()} vs {notebook['onednn']}) "
+          f"{medians['B'] / notebook['samples_per_s']:.2f}x samples/s, "
+          f"{notebook['cpu_ms_per_sample'] / cpu_ms['B']:.2f}x less CPU time per sample; "
+          f"workflow vs the notebook's network with oneDNN on (B/A, same process) {medians['B'] / medians['A']:.2f}x "
+          f"samples/s, {cpu_ms['A'] / cpu_ms['B']:.2f}x less CPU time per sample")
 
 
 def accuracy(args) -> None:
@@ -220,14 +359,22 @@ def accuracy(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=50, help="training steps per measurement (default 50)")
-    parser.add_argument("--rounds", type=int, default=6, help="A B rounds after the warm-up (default 6)")
+    parser.add_argument("--rounds", type=int, default=4, help="A B rounds after the warm-up (default 4)")
+    parser.add_argument("--notebook-steps", type=int, default=10,
+                        help="training steps per epoch of the notebook way, 0 to skip it (default 10)")
+    parser.add_argument("--notebook-epochs", type=int, default=2,
+                        help="timed epochs of the notebook way, after a one-batch warm-up (default 2)")
+    parser.add_argument("--notebook-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=REFERENCE["batch_size"])
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="TensorFlow threads (default: all CPUs)")
     parser.add_argument("--data", type=Path, help=f"a prepared.npz (default {DEFAULT_DATA.relative_to(REPO)})")
     parser.add_argument("--accuracy", type=int, metavar="EPOCHS",
                         help="instead of timing, train both ways EPOCHS epochs on the prepared data; test accuracy")
     args = parser.parse_args()
-    accuracy(args) if args.accuracy else speed(args)
+    if args.notebook_child:
+        notebook_child(args)
+    else:
+        accuracy(args) if args.accuracy else speed(args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ rule generate_data:
         "../envs/data.yaml"
     params:
         settings=config["data"]["generated"],
+        missing=DEFAULT_DATA_FILE,
         code=code_digest("recipe.py"),
     script:
         "../scripts/generate_data.py"

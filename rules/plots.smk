@@ -9,7 +9,8 @@ rule aggregate_metrics:
     input:
         metrics=run_files("metrics.json"),
         histories=run_files("history.csv"),
-        code=package_files("metrics.py"),
+        predictions=run_files("predictions.npz"),
+        code=package_files("metrics.py", "stats.py"),
     output:
         table=report(
             "results/metrics.csv",
@@ -25,6 +26,8 @@ rule aggregate_metrics:
         "logs/aggregate_metrics.log",
     conda:
         "../envs/plotting.yaml"
+    params:
+        sweeps=SWEEP_OF_ENTRY,
     script:
         "../scripts/aggregate_metrics.py"
 
@@ -34,7 +37,9 @@ rule plot_run:
         metrics=f"{RUN_DIR}/metrics.json",
         history=f"{RUN_DIR}/history.csv",
         predictions=f"{RUN_DIR}/predictions.npz",
-        code=package_files("plots.py", "metrics.py"),
+        code=package_files(
+            "plots_run.py", "plotstyle.py", "confusion.py", "metrics.py", "stats.py"
+        ),
     output:
         curves=report(
             f"{PLOT_RUN_DIR}/curves.png",
@@ -69,7 +74,7 @@ rule plot_entry:
     input:
         metrics=lambda wildcards: entry_run_files(wildcards.entry, "metrics.json"),
         histories=lambda wildcards: entry_run_files(wildcards.entry, "history.csv"),
-        code=package_files("plots.py", "metrics.py"),
+        code=package_files("plots_entry.py", "plotstyle.py", "metrics.py", "stats.py"),
     output:
         report(
             "results/plots/entries/{entry}.png",
@@ -88,9 +93,16 @@ rule plot_entry:
 rule plot_comparison:
     input:
         table=rules.aggregate_metrics.output.table,
+        entries=rules.aggregate_metrics.output.entries,
         metrics=run_files("metrics.json"),
         histories=run_files("history.csv"),
-        code=package_files("plots.py", "metrics.py"),
+        code=package_files(
+            "plots_comparison.py",
+            "plots_overlay.py",
+            "plotstyle.py",
+            "metrics.py",
+            "stats.py",
+        ),
     output:
         test_accuracy=report(
             "results/plots/comparison/test_accuracy.png",
@@ -141,7 +153,9 @@ rule plot_digits:
         prepared=PREPARED,
         table=rules.aggregate_metrics.output.table,
         predictions=run_files("predictions.npz"),
-        code=package_files("views3d.py", "plots.py", "metrics.py"),
+        code=package_files(
+            "views3d.py", "plotstyle.py", "confusion.py", "metrics.py", "stats.py"
+        ),
     output:
         examples=report(
             "results/plots/digits/examples.png",
@@ -162,3 +176,31 @@ rule plot_digits:
         runs=[run.id for run in RUNS],
     script:
         "../scripts/plot_digits.py"
+
+
+rule plot_sweep:
+    input:
+        entries=rules.aggregate_metrics.output.entries,
+        table=rules.aggregate_metrics.output.table,
+        code=package_files(
+            "plots_sweep.py",
+            "plotstyle.py",
+            "report_format.py",
+            "metrics.py",
+            "stats.py",
+        ),
+    output:
+        report(
+            "results/plots/sweeps/{sweep}.png",
+            caption=f"{CAPTIONS}/sweep.rst",
+            category="Sweeps",
+            labels={"sweep": "{sweep}"},
+        ),
+    log:
+        "logs/plot_sweep/{sweep}.log",
+    conda:
+        "../envs/plotting.yaml"
+    params:
+        sweep=lambda wildcards: SWEEPS[wildcards.sweep],
+    script:
+        "../scripts/plot_sweep.py"

@@ -25,7 +25,18 @@ rule report:
         time_vs_accuracy=rules.plot_comparison.output.time_vs_accuracy,
         examples=rules.plot_digits.output.examples,
         misclassified=rules.plot_digits.output.misclassified,
-        code=package_files("report.py", "templates/report.html.j2"),
+        sweep_plots=expand(rules.plot_sweep.output[0], sweep=list(SWEEPS)),
+        code=package_files(
+            "report.py",
+            "report_context.py",
+            "report_sections.py",
+            "report_data.py",
+            "report_format.py",
+            "confusion.py",
+            "metrics.py",
+            "stats.py",
+            "templates/report.html.j2",
+        ),
     output:
         "results/report.html",
     log:
@@ -37,5 +48,6 @@ rule report:
         replicated_entries=REPLICATED_ENTRIES,
         comparison=list(rules.plot_comparison.output.keys()),
         digits=list(rules.plot_digits.output.keys()),
+        sweeps=list(SWEEPS.values()),
     script:
         "../scripts/render_report.py"

@@ -13,6 +13,8 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         **{config["train"]["gpu_resource"]: config["train"]["gpu_amount"]},
+        # Not a limit (nothing caps it): how the job learns whether a retry follows.
+        retries_left=train_retries_left,
     params:
         run=run_params,
         training_code=TRAINING_CODE,

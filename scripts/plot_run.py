@@ -1,6 +1,6 @@
 """Snakemake adapter: the learning curves, confusion matrix and per-digit accuracy of one run."""
 
-from mnist3d.plots import plot_run_files
+from mnist3d.plots_run import plot_run_files
 from mnist3d.steplog import rule_log
 
 with rule_log(snakemake):

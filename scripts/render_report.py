@@ -1,4 +1,4 @@
-"""Snakemake adapter: results/report.html from the metrics table, the figures and the data summary."""
+"""Snakemake adapter: results/report.html from the metrics tables, the figures and the data summary."""
 
 from mnist3d.report import ReportImages, write_report_from_files
 from mnist3d.steplog import rule_log
@@ -14,6 +14,8 @@ with rule_log(snakemake):
         entries=dict(zip(params.replicated_entries, inputs.entry_plots)),
         comparison={name: inputs[name] for name in params.comparison},
         digits={name: inputs[name] for name in params.digits},
+        # One figure per sweep spec, in the same order; a models file without sweeps has neither.
+        sweeps=list(zip(params.sweeps, inputs.sweep_plots)),
     )
     write_report_from_files(
         snakemake.output[0],

@@ -13,6 +13,20 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
+# The smallest network the workflow builds: one block, one-epoch runs, for tests that train for real.
+TINY_DEFAULTS = """\
+defaults:
+  filters: [4]
+  kernel_sizes: [3]
+  pool_sizes: [4]
+  dense: 16
+  dropout: 0.2
+  learning_rate: 0.003
+  epochs: 1
+  batch_size: 32
+  seed: 1
+  replicates: 1
+"""
 WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "profiles", "envs")
 TEST_CONFIG = "config/test/config.yaml"
 

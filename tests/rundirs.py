@@ -164,3 +164,130 @@ def history_of(val_accuracy: list[float], val_loss: list[float] | None = None) -
             "learning_rate": [0.001] * epochs,
         }
     )
+
+
+def tables_of(directories: list[Path], sweeps: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """metrics.csv and metrics_by_entry.csv of these runs, statistics columns included, as
+    aggregate_metrics computes them (`sweeps`: entry -> sweep name)."""
+    paths = [directory / "predictions.npz" for directory in directories]
+    table = metrics.load_runs_table(
+        [directory / "metrics.json" for directory in directories],
+        [directory / "history.csv" for directory in directories],
+        paths,
+        sweeps,
+    )
+    predictions = {run: metrics.read_predictions(path) for run, path in zip(table["run"], paths)}
+    return table, metrics.entry_table(table, predictions)
+
+
+def write_sweep(root: Path, name: str, grid: dict[str, list], replicates: int = 2, **kwargs) -> tuple[list[Path], dict]:
+    """Run directories for every combination of a grid (entries named like name__field-value), each
+    level nudged by its values so some combinations differ and some tie, and the sweep's spec as
+    rule plot_sweep gets it."""
+    import itertools
+
+    fields = sorted(grid)
+    directories, entries = [], {}
+    for combination in itertools.product(*(grid[field] for field in fields)):
+        labels = {field: str(value) for field, value in zip(fields, combination)}
+        entry = name + "__" + "_".join(f"{field}-{label}" for field, label in labels.items())
+        entries[entry] = labels
+        level = 0.62 + sum(0.05 * grid[field].index(value) for field, value in zip(fields, combination))
+        for replicate in range(1, replicates + 1):
+            directories.append(write_run(root, entry, replicate, level=min(level, 0.95), **kwargs))
+    return directories, {"name": name, "fields": fields, "entries": entries}
+
+
+DATA_SUMMARY = {
+    "file": "results/data/generated-3dmnist.h5",
+    "source": "generated",
+    "value_range": [0.0, 1.0],
+    "splits": {
+        split: {
+            "samples": n,
+            "class_counts": {str(digit): n // 10 for digit in range(10)},
+            "nonzero_share": 0.08,
+            "rotated_samples": n // 2,
+        }
+        for split, n in (("train", 8000), ("test", 2000))
+    },
+    "attributes": {"source": "generated", "seed": 0},
+    "warnings": [],
+}
+
+
+def write_report(
+    root: Path,
+    directories: list[Path],
+    specs: list[dict] = (),
+    summary: dict | None = None,
+    real_figures: bool = True,
+) -> Path:
+    """root/results/report.html of these runs through the same functions the workflow's rules call:
+    every figure drawn (or one small placeholder PNG for all with real_figures=False), the tables
+    with their statistics, and a sweep figure per spec."""
+    from mnist3d import plots_comparison, plots_entry, plots_run, plots_sweep, plotstyle, report
+
+    results = root / "results"
+    sweeps = {entry: spec["name"] for spec in specs for entry in spec["entries"]}
+    table, entries = tables_of(directories, sweeps)
+    metrics.write_csv(table, results / "metrics.csv")
+    metrics.write_csv(entries, results / "metrics_by_entry.csv")
+    runs = [metrics.read_metrics(directory / "metrics.json") for directory in directories]
+    replicated = list(dict.fromkeys(run["entry"] for run in runs if run["replicate"] > 1))
+    placeholder = results / "plots" / "placeholder.png"
+    if not real_figures:
+        plotstyle.save(plotstyle.message_figure("figure", "a placeholder"), placeholder)
+
+    def figure(path: Path, draw) -> Path:
+        if not real_figures:
+            return placeholder
+        draw(path)
+        return path
+
+    images = report.ReportImages()
+    for run, directory in zip(runs, directories):
+        outputs = {name: results / "plots" / "runs" / run["run"] / f"{name}.png" for name, _ in report.RUN_FIGURES}
+        if real_figures:
+            plots_run.plot_run_files(
+                directory / "metrics.json", directory / "history.csv", directory / "predictions.npz", outputs
+            )
+        images.runs[run["run"]] = {name: path if real_figures else placeholder for name, path in outputs.items()}
+    for entry in replicated:
+        own = [directory for run, directory in zip(runs, directories) if run["entry"] == entry]
+        images.entries[entry] = figure(
+            results / "plots" / "entries" / f"{entry}.png",
+            lambda path, own=own, entry=entry: plots_entry.plot_entry_files(
+                entry, [d / "metrics.json" for d in own], [d / "history.csv" for d in own], path
+            ),
+        )
+    comparison = {name: results / "plots" / "comparison" / f"{name}.png" for name in plots_comparison.FIGURES}
+    if real_figures:
+        plots_comparison.plot_comparison_files(
+            results / "metrics.csv",
+            [d / "metrics.json" for d in directories],
+            [d / "history.csv" for d in directories],
+            comparison,
+            entries_path=results / "metrics_by_entry.csv",
+        )
+    images.comparison = {name: path if real_figures else placeholder for name, path in comparison.items()}
+    for spec in specs:
+        path = figure(
+            results / "plots" / "sweeps" / f"{spec['name']}.png",
+            lambda path, spec=spec: plots_sweep.plot_sweep_files(
+                results / "metrics_by_entry.csv", results / "metrics.csv", spec, path
+            ),
+        )
+        images.sweeps.append((spec, path))
+    context = report.build_context(
+        metrics.read_table(results / "metrics.csv"),
+        metrics.read_entry_table(results / "metrics_by_entry.csv"),
+        runs,
+        summary if summary is not None else DATA_SUMMARY,
+        images,
+        split_sizes={"train": 6400, "validation": 1600, "test": 2000},
+        metrics_csv=results / "metrics.csv",
+        entries_csv=results / "metrics_by_entry.csv",
+    )
+    report.write_report(results / "report.html", context)
+    return results / "report.html"

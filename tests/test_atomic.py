@@ -58,3 +58,13 @@ def test_a_writer_failing_midway_keeps_the_old_csv(tmp_path, monkeypatch):
         metrics.write_csv(pd.DataFrame({"run": ["new/rep1"]}), path)
     assert path.read_text() == "run\nold/rep1\n"
     assert leftovers(tmp_path) == []
+
+
+def test_writes_never_change_the_process_umask(tmp_path, monkeypatch):
+    # Setting the umask, even to put it back, races with the files other threads create.
+    def refuse(mask):
+        raise AssertionError(f"os.umask({mask:o}) called")
+
+    monkeypatch.setattr(os, "umask", refuse)
+    write_json(tmp_path / "metrics.json", {"status": "ok"})
+    assert (tmp_path / "metrics.json").exists()

@@ -134,14 +134,29 @@ def test_same_seed_same_batches_through_the_workflow_pipeline(grids):
     from mnist3d import pipeline
 
     def epochs(seed):
-        data = pipeline.make_dataset(grids, np.arange(len(grids)), 4, shuffle=True, seed=seed,
-                                     augment=augment.random_rotation(90.0, seed=seed))
-        return [np.concatenate([x.numpy() for x, _ in data]) for _ in range(2)]
+        data = pipeline.make_training_dataset(grids, np.arange(len(grids)), 4, seed=seed, first_epoch=0,
+                                              epochs=2, augment=augment.random_rotation(90.0, seed=seed))
+        batches = np.concatenate([x.numpy() for x, _ in data])
+        return np.split(batches, 2)
 
     first, second = epochs(3), epochs(3)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[0], first[1])
+
+
+def test_a_resumed_pipeline_rotates_like_an_uninterrupted_one(grids):
+    """Batch k of epoch e gets the same angles whether the stream started at epoch 0 or at e."""
+    from mnist3d import pipeline
+
+    def stream(first_epoch):
+        data = pipeline.make_training_dataset(grids, np.arange(len(grids)), 4, seed=3, first_epoch=first_epoch,
+                                              epochs=3, augment=augment.random_rotation(90.0, seed=3))
+        return np.concatenate([x.numpy() for x, _ in data])
+
+    whole, resumed = stream(0), stream(2)
+    np.testing.assert_array_equal(whole[-len(resumed):], resumed)
+    assert len(resumed) == len(whole) // 3
 
 
 def test_every_batch_and_epoch_gets_new_angles(grids):

@@ -1,6 +1,9 @@
+import json
+
 import h5py
 import numpy as np
 import pytest
+from conftest import copy_workflow, snakemake
 
 from mnist3d import datacheck, prepare
 from mnist3d.datacheck import DataError
@@ -31,6 +34,51 @@ def test_valid_file_is_summarised(tmp_path):
     assert summary["splits"]["test"]["rotated_samples"] is None
     assert summary["splits"]["train"]["source_digits"] is None
     assert 0 <= summary["value_range"][0] < summary["value_range"][1] <= 1
+    assert summary["warnings"] == []
+
+
+def test_one_reader_returns_every_array(tmp_path):
+    path = write_file(tmp_path / "ok.h5", train_rotated=np.tile([0, 1], 20), train_digit=np.arange(40) // 2)
+    data = datacheck.load(path)
+    assert data.splits["train"].x.shape == (40, 4096) and data.splits["train"].x.dtype == np.float32
+    assert data.splits["train"].rotated.tolist() == [0, 1] * 20
+    assert data.splits["train"].groups.tolist() == (np.arange(40) // 2).tolist()
+    assert data.splits["test"].rotated is None and data.splits["test"].groups is None
+    assert data.source == "real"
+    x, y = datacheck.read_split(path, "train")
+    assert np.array_equal(x, data.splits["train"].x) and np.array_equal(y, data.splits["train"].y)
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"X_train": np.full((40, 4096), 255, dtype=np.uint8)},
+         ["X_train values span 255 to 255, outside [0, 1]"]),
+        ({"X_test": np.full((20, 4096), -0.5, dtype=np.float32)}, ["X_test values span -0.5 to -0.5"]),
+        ({"y_train": np.repeat([0, 1, 2, 3], 10)},
+         ["the train split has 4 of the 10 classes (no 4, 5, 6, 7, 8, 9): the model cannot learn"]),
+        ({"y_test": np.repeat(np.arange(10), [4, 2, 2, 2, 2, 2, 2, 2, 1, 1])},
+         ["the test split is unbalanced: class 8 has 1 sample, class 0 has 4"]),
+        ({"y_test": np.repeat(np.arange(9), [4, 2, 2, 2, 2, 2, 2, 2, 2])},
+         ["the test split has 9 of the 10 classes (no 9): their test accuracy cannot be measured"]),
+        ({"y_train": np.repeat(np.arange(10), [9, 3, 4, 4, 4, 4, 4, 4, 2, 2])},
+         ["the train split is unbalanced: class 8 has 2 samples, class 0 has 9 (the smallest under a third"]),
+        ({"X_train": np.full((40, 4096), 2.0, dtype=np.float32), "y_train": np.repeat([0, 1], [36, 4])},
+         ["X_train values span 2 to 2", "the train split has 2 of the 10 classes (no 2, 3,",
+          "the train split is unbalanced: class 1 has 4 samples, class 0 has 36"]),
+    ],
+)
+def test_surprising_data_gives_warnings(tmp_path, overrides, expected):
+    path = write_file(tmp_path / "odd.h5", **overrides)
+    found = datacheck.summarise(path)["warnings"]
+    assert len(found) == len(expected), found
+    for warning, start in zip(found, expected):
+        assert warning.startswith(start), (warning, start)
+
+
+def test_a_third_of_the_largest_class_is_balanced_enough(tmp_path):
+    path = write_file(tmp_path / "third.h5", y_train=np.repeat(np.arange(10), [9, 3, 4, 4, 4, 4, 3, 3, 3, 3]))
+    assert datacheck.summarise(path)["warnings"] == []
 
 
 def test_grid_shaped_arrays_are_accepted(tmp_path):
@@ -106,3 +154,17 @@ def test_save_and_load_round_trip(tmp_path):
     loaded = prepare.load(tmp_path / "p.npz")
     assert all(np.array_equal(arrays[name], loaded[name]) for name in arrays)
     assert [p.name for p in tmp_path.iterdir()] == ["p.npz"]
+
+
+def test_check_rule_logs_warnings_and_writes_them_into_the_summary(tmp_path):
+    workdir = copy_workflow(tmp_path / "workflow")
+    (workdir / "data").mkdir()
+    write_file(workdir / "data/full_dataset_vectors.h5", X_test=np.full((20, 4096), 255, dtype=np.uint8))
+    snakemake(workdir, "results/data/summary.json")
+    summary = json.loads((workdir / "results/data/summary.json").read_text())
+    assert summary["warnings"] == [
+        "X_test values span 255 to 255, outside [0, 1]: the networks expect voxel occupancy in [0, 1] "
+        "(scale 0-255 data by 1/255)"
+    ]
+    log = (workdir / "logs/check_data.log").read_text()
+    assert f"WARNING: data/full_dataset_vectors.h5: {summary['warnings'][0]}" in log

@@ -114,6 +114,19 @@ def test_fast_model_saves_and_loads(keras, tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), fast.predict(x, verbose=0))
 
 
+def test_stock_copy_holds_the_weights_in_stock_layers(keras, tmp_path):
+    reference, fast = twins(ODD, keras)
+    stock = model_lib.stock_copy(fast, ODD)
+    assert {type(layer).__module__.split(".")[0] for layer in stock.layers} == {"keras"}
+    for got, want in zip(stock.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    path = tmp_path / "stock.keras"
+    stock.save(path)
+    x = grids(4)
+    # Plain Keras loads it (no registration of this project's layers needed) to the same function.
+    np.testing.assert_array_equal(keras.saving.load_model(path).predict(x, verbose=0), reference.predict(x, verbose=0))
+
+
 def test_mixed_precision_keeps_the_classifier_in_float32(keras):
     import tensorflow as tf
 

@@ -120,3 +120,20 @@ def test_fast_training_is_deterministic():
     assert loss_a == loss_b
     for a, b in zip(weights_a, weights_b):
         np.testing.assert_array_equal(a, b)
+
+
+def test_training_stream_is_a_pure_function_of_seed_and_epoch():
+    x, y = arrays(10)
+    steps = pipeline.steps_per_epoch(10, 4)
+
+    def stream(seed, first_epoch, epochs=3):
+        dataset = pipeline.make_training_dataset(x, y, 4, seed=seed, first_epoch=first_epoch, epochs=epochs)
+        batches = [batch_y.numpy().tolist() for _, batch_y in dataset]
+        assert len(batches) == steps * (epochs - first_epoch)
+        return [sum(batches[i:i + steps], []) for i in range(0, len(batches), steps)]
+
+    whole = stream(1, 0)
+    assert all(sorted(order) == list(range(10)) for order in whole)  # every sample once per epoch
+    assert len({tuple(order) for order in whole}) == 3  # a new order each epoch
+    assert stream(1, 2) == whole[2:] and stream(1, 1) == whole[1:]  # a resumed stream goes on alike
+    assert stream(2, 0) != whole

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -9,10 +10,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist3d import metrics, plots, views3d
-
-sys.path.insert(0, str(Path(__file__).parent))
-from rundirs import table_of, write_run, write_runs  # noqa: E402
+from mnist3d import (
+    confusion,
+    metrics,
+    plots_comparison,
+    plots_entry,
+    plots_overlay,
+    plots_run,
+    plots_sweep,
+    plotstyle,
+    views3d,
+)
+from rundirs import table_of, tables_of, write_run, write_runs, write_sweep
 
 
 def assert_png(path: Path, min_width: int = 300, min_height: int = 150) -> None:
@@ -25,45 +34,51 @@ def assert_png(path: Path, min_width: int = 300, min_height: int = 150) -> None:
 
 
 def comparison_outputs(directory: Path) -> dict[str, Path]:
-    names = ("test_accuracy", "accuracy_curves", "loss_curves", "measure_bars", "grouped_by_time", "time_vs_accuracy")
-    return {name: directory / f"{name}.png" for name in names}
+    return {name: directory / f"{name}.png" for name in plots_comparison.FIGURES}
 
 
-@pytest.mark.parametrize("count, replicates, failed", [(3, 1, 1), (40, 3, 2)])
-def test_comparison_charts_for_3_and_40_runs(tmp_path, count, replicates, failed):
+@pytest.mark.parametrize("count, replicates, failed", [(3, 1, 1), (60, 3, 2)])
+def test_comparison_charts_for_3_and_60_runs(tmp_path, count, replicates, failed):
     directories = write_runs(tmp_path, count, failed=failed, replicates=replicates)
-    table_path = tmp_path / "results" / "metrics.csv"
-    metrics.write_csv(table_of(directories), table_path)
+    table_path, entries_path = tmp_path / "results" / "metrics.csv", tmp_path / "results" / "metrics_by_entry.csv"
+    table, entries = tables_of(directories)
+    metrics.write_csv(table, table_path)
+    metrics.write_csv(entries, entries_path)
     outputs = comparison_outputs(tmp_path / "plots")
-    plots.plot_comparison_files(
+    plots_comparison.plot_comparison_files(
         table_path,
         [directory / "metrics.json" for directory in directories],
         [directory / "history.csv" for directory in directories],
         outputs,
+        entries_path=entries_path,
     )
     for path in outputs.values():
         assert_png(path)
     with Image.open(outputs["measure_bars"]) as image:
         bars_height = image.size[1]
-    # one row per run: 40 runs need a taller chart than 3, not squeezed labels
-    assert bars_height > (1200 if count == 40 else 250)
+    # one row per run: 60 runs need a taller chart than 3, not squeezed labels
+    assert bars_height > (1800 if count == 60 else 250)
+    # every chart of a 60-run report together stays small enough to embed
+    assert sum(path.stat().st_size for path in outputs.values()) < (1_500_000 if count == 60 else 400_000)
 
 
 def test_run_figures_of_a_successful_run(tmp_path):
-    run = write_run(tmp_path, "seed_example", epochs=12)
+    run = write_run(tmp_path, "seed_example", epochs=12, test_size=2000)
     outputs = {name: tmp_path / f"{name}.png" for name in ("curves", "confusion", "per_class")}
-    plots.plot_run_files(run / "metrics.json", run / "history.csv", run / "predictions.npz", outputs)
+    plots_run.plot_run_files(run / "metrics.json", run / "history.csv", run / "predictions.npz", outputs)
     for path in outputs.values():
         assert_png(path)
+    # 60 runs embed 180 of these in the report: about 55 kB a run keeps it under 10 MB with the rest
+    assert sum(path.stat().st_size for path in outputs.values()) < 90_000
 
 
 def test_a_failed_run_gets_placeholders_that_say_why(tmp_path):
     run = write_run(tmp_path, "broken", failed="ResourceExhaustedError: OOM when allocating tensor")
     outputs = {name: tmp_path / f"{name}.png" for name in ("curves", "confusion", "per_class")}
-    plots.plot_run_files(run / "metrics.json", run / "history.csv", run / "predictions.npz", outputs)
+    plots_run.plot_run_files(run / "metrics.json", run / "history.csv", run / "predictions.npz", outputs)
     for path in outputs.values():
         assert_png(path, min_height=100)
-    figure = plots.run_figures(
+    figure = plots_run.run_figures(
         metrics.read_metrics(run / "metrics.json"), metrics.read_history(run / "history.csv"), {}
     )["curves"]
     texts = " ".join(text.get_text() for axis in figure.axes for text in axis.texts)
@@ -74,30 +89,32 @@ def test_entry_band_from_replicates_of_different_lengths(tmp_path):
     directories = [write_run(tmp_path, "wide", replicate, epochs=5 + replicate) for replicate in (1, 2, 3)]
     directories.append(write_run(tmp_path, "wide", 4, failed="killed"))
     output = tmp_path / "wide.png"
-    plots.plot_entry_files(
+    plots_entry.plot_entry_files(
         "wide",
         [directory / "metrics.json" for directory in directories],
         [directory / "history.csv" for directory in directories],
         output,
     )
     assert_png(output)
-    band = plots.replicate_band([metrics.read_history(d / "history.csv") for d in directories[:3]], "val_accuracy")
+    band = plots_entry.replicate_band(
+        [metrics.read_history(d / "history.csv") for d in directories[:3]], "val_accuracy"
+    )
     assert band["count"].tolist() == [3] * 6 + [2, 1]
     assert (band["min"] <= band["mean"]).all() and (band["mean"] <= band["max"]).all()
 
 
 def test_confusion_counts_and_row_shares():
-    counts = plots.confusion_counts([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0], classes=3)
+    counts = confusion.confusion_counts([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0], classes=3)
     assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
-    assert plots.row_normalised(counts)[2].tolist() == pytest.approx([1 / 3, 0, 2 / 3])
-    accuracy = plots.per_class_accuracy([0, 0, 1, 2], [0, 1, 1, 2], classes=4)
+    assert confusion.row_normalised(counts)[2].tolist() == pytest.approx([1 / 3, 0, 2 / 3])
+    accuracy = confusion.per_class_accuracy([0, 0, 1, 2], [0, 1, 1, 2], classes=4)
     assert accuracy[:3].tolist() == [0.5, 1.0, 1.0] and np.isnan(accuracy[3])
 
 
 def test_rotation_is_known_only_when_both_halves_are_marked():
-    assert plots.rotation_known(np.array([0, 1, 0, 1]))
-    assert not plots.rotation_known(np.array([-1, -1]))
-    assert not plots.rotation_known(np.array([], dtype=np.int8))
+    assert confusion.rotation_known(np.array([0, 1, 0, 1]))
+    assert not confusion.rotation_known(np.array([-1, -1]))
+    assert not confusion.rotation_known(np.array([], dtype=np.int8))
 
 
 def test_digit_views_from_prepared_test_set_and_best_run(tmp_path):
@@ -142,6 +159,116 @@ def test_most_confident_mistakes_first_one_per_pair():
 def test_png_is_written_atomically(tmp_path):
     path = tmp_path / "figure.png"
     path.write_bytes(b"old")
-    plots.save(plots.message_figure("title", "message"), path)
+    plotstyle.save(plotstyle.message_figure("title", "message"), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
+
+
+def test_confusion_and_per_class_accuracy_agree_with_sklearn():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 10, 500)
+    y_pred = np.where(rng.uniform(size=500) < 0.7, y_true, rng.integers(0, 10, 500))
+    labels = list(range(10))
+    assert (
+        confusion.confusion_counts(y_true, y_pred) == sklearn_metrics.confusion_matrix(y_true, y_pred, labels=labels)
+    ).all()
+    recall = sklearn_metrics.recall_score(y_true, y_pred, labels=labels, average=None, zero_division=np.nan)
+    assert confusion.per_class_accuracy(y_true, y_pred) == pytest.approx(recall)
+    rotated = np.arange(500) % 2 == 1
+    assert confusion.per_class_accuracy(y_true, y_pred, rotated) == pytest.approx(
+        sklearn_metrics.recall_score(y_true[rotated], y_pred[rotated], labels=labels, average=None)
+    )
+
+
+def _runs(directories):
+    runs = []
+    for directory in directories:
+        record = metrics.read_metrics(directory / "metrics.json")
+        runs.append(
+            plots_overlay.RunCurves(
+                record["run"],
+                record["entry"],
+                metrics.read_history(directory / "history.csv"),
+                record["status"] == "ok",
+                record["test_accuracy"] or np.nan,
+            )
+        )
+    return runs
+
+
+def test_curve_overlay_of_60_runs_colours_only_the_best_entries(tmp_path):
+    directories = write_runs(tmp_path, 60, replicates=3)
+    table = table_of(directories)
+    ranked = metrics.ranked_entries(table)
+    figure = plots_overlay.curves_overlay(_runs(directories), "accuracy", ranked)
+    [axis] = figure.axes
+    faint = [line for line in axis.lines if line.get_color() == plotstyle.FAINT]
+    coloured = [line for line in axis.lines if line.get_color() != plotstyle.FAINT]
+    highlighted = ranked[: plots_overlay.HIGHLIGHTED]
+    # the best entries' runs: training and validation curves each; every other run: validation only, grey
+    assert len(coloured) == 2 * 3 * len(highlighted)
+    assert len(faint) == 60 - 3 * len(highlighted)
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert [label.split()[0] for label in labels[:-1]] == highlighted
+    assert labels[-1].startswith(f"{len(faint)} other runs")
+
+
+def test_curve_overlay_of_a_few_entries_colours_all(tmp_path):
+    directories = write_runs(tmp_path, 5)
+    figure = plots_overlay.curves_overlay(_runs(directories), "loss", metrics.ranked_entries(table_of(directories)))
+    assert not [line for line in figure.axes[0].lines if line.get_color() == plotstyle.FAINT]
+    assert len(figure.legends[0].get_texts()) == 5
+
+
+def _sweep_tables(tmp_path, grid, replicates=2):
+    directories, spec = write_sweep(tmp_path, "grid", grid, replicates=replicates)
+    table, entries = tables_of(directories, {entry: "grid" for entry in spec["entries"]})
+    return table, entries, spec
+
+
+def test_sweep_figure_of_a_two_field_grid_has_a_panel_per_field_and_a_heatmap(tmp_path):
+    table, entries, spec = _sweep_tables(tmp_path, {"dense": [64, 128, 256], "dropout": [0.2, 0.5]})
+    figure = plots_sweep.sweep_figure(entries, spec, table)
+    axes = figure.axes
+    assert [axis.get_xlabel() for axis in axes] == ["dense", "dropout", "dropout"]
+    assert [tick.get_text() for tick in axes[0].get_xticklabels()] == ["64", "128", "256"]
+    assert [tick.get_text() for tick in axes[2].get_yticklabels()] == ["64", "128", "256"]
+    assert [tick.get_text() for tick in axes[2].get_xticklabels()] == ["0.2", "0.5"]
+    cells = plots_sweep.heatmap_cells(plots_sweep.sweep_frame(entries, spec), spec["fields"])
+    means = entries.set_index("entry")["test_accuracy_mean"]
+    entry = next(name for name, labels in spec["entries"].items() if labels == {"dense": "128", "dropout": "0.5"})
+    assert cells.loc["128", "0.5"] == pytest.approx(means[entry])
+    texts = [text.get_text() for text in axes[2].texts]
+    assert sum("best" in text for text in texts) == 1 and f"{means[entry]:.3f}" in " ".join(texts)
+    path = tmp_path / "sweep.png"
+    plotstyle.save(figure, path)
+    assert_png(path)
+
+
+def test_sweep_figure_of_one_field_orders_numbers_and_has_no_heatmap(tmp_path):
+    table, entries, spec = _sweep_tables(tmp_path, {"learning_rate": ["1e-2", "1e-4", "1e-3"]})
+    figure = plots_sweep.sweep_figure(entries, spec, table)
+    assert len(figure.axes) == 1
+    assert [tick.get_text() for tick in figure.axes[0].get_xticklabels()] == ["1e-4", "1e-3", "1e-2"]
+    failed = entries.assign(test_accuracy_mean=np.nan)
+    texts = [text.get_text() for axis in plots_sweep.sweep_figure(failed, spec).axes for text in axis.texts]
+    assert any("No run of this sweep finished" in text for text in texts)
+
+
+def test_plot_sweep_adapter_writes_the_figure(tmp_path):
+    table, entries, spec = _sweep_tables(tmp_path, {"dense": [64, 128]})
+    metrics.write_csv(table, tmp_path / "metrics.csv")
+    metrics.write_csv(entries, tmp_path / "metrics_by_entry.csv")
+    output = tmp_path / "plots" / "sweeps" / "grid.png"
+    plots_sweep.plot_sweep_files(tmp_path / "metrics_by_entry.csv", tmp_path / "metrics.csv", spec, output)
+    assert_png(output)
+
+
+def test_plot_jobs_do_not_import_scikit_learn_or_scipy():
+    # Start-up time is paid by every plotting job (one per run): sklearn or scipy.stats take seconds on 2 cores.
+    code = "import sys, mnist3d.plots_run, mnist3d.plots_entry, mnist3d.plots_comparison, mnist3d.plots_sweep; "
+    code += "print(sorted(m for m in ('sklearn', 'scipy', 'tensorflow') if m in sys.modules))"
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    result = subprocess.run([sys.executable, "-c", code], cwd=scripts, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,11 +1,13 @@
-"""The report's context and page: unit tests on written run directories, and end-to-end on tiny data."""
+"""The report's context and page: unit tests on written run directories, the page in headless
+Chromium, and end-to-end on tiny data."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import re
-import sys
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,45 +15,49 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist3d import metrics, plots, report
-
-sys.path.insert(0, str(Path(__file__).parent))
-from conftest import planned_jobs, snakemake  # noqa: E402
-from rundirs import table_of, write_run, write_runs  # noqa: E402
+from conftest import planned_jobs, snakemake
+from mnist3d import metrics, plotstyle, report
+from rundirs import DATA_SUMMARY, tables_of, write_report, write_run, write_runs, write_sweep
 
 HOSTILE = "<script>alert('x')</script>"
-SUMMARY = {
-    "file": "results/data/generated-3dmnist.h5",
-    "source": "generated",
-    "value_range": [0.0, 1.0],
-    "splits": {
-        split: {
-            "samples": n,
-            "class_counts": {str(digit): n // 10 for digit in range(10)},
-            "nonzero_share": 0.08,
-            "rotated_samples": n // 2,
-        }
-        for split, n in (("train", 8000), ("test", 2000))
-    },
-    "attributes": {"source": "generated", "seed": 0, "note": "<b>bold?</b>"},
-}
+SUMMARY = {**DATA_SUMMARY, "attributes": {"source": "generated", "seed": 0, "note": "<b>bold?</b>"}}
 
 
 class Page(HTMLParser):
-    """What a browser would fetch or show: every src/href, and the visible text."""
+    """What a browser would fetch or show: every src/href, the visible text, and each table's cells."""
 
     def __init__(self):
         super().__init__()
         self.links: list[str] = []
         self.text: list[str] = []
         self.tags: list[str] = []
+        self.tables: dict[str, list[list[dict]]] = {}
+        self._table: str | None = None
+        self._cell = False
 
     def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
         self.tags.append(tag)
         self.links += [value for name, value in attrs if name in ("src", "href") and value]
+        if tag == "table" and attributes.get("id"):
+            self._table = attributes["id"]
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th") and self._table:
+            self.tables[self._table][-1].append({**attributes, "text": ""})
+            self._cell = True
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+        elif tag in ("td", "th"):
+            self._cell = False
 
     def handle_data(self, data):
         self.text.append(data)
+        if self._table and self._cell:
+            self.tables[self._table][-1][-1]["text"] += data
 
 
 def parse(html: str) -> Page:
@@ -61,12 +67,13 @@ def parse(html: str) -> Page:
 
 
 def tiny_png(path: Path) -> Path:
-    plots.save(plots.message_figure("figure", str(path.name)), path)
+    plotstyle.save(plotstyle.message_figure("figure", str(path.name)), path)
     return path
 
 
-def context_for(root: Path, directories: list[Path], **kwargs) -> dict:
-    table = table_of(directories)
+def context_for(root: Path, directories: list[Path], specs: list[dict] = (), summary: dict = SUMMARY) -> dict:
+    sweeps = {entry: spec["name"] for spec in specs for entry in spec["entries"]}
+    table, entries = tables_of(directories, sweeps)
     runs = [metrics.read_metrics(directory / "metrics.json") for directory in directories]
     png = tiny_png(root / "figure.png")
     images = report.ReportImages(
@@ -74,43 +81,93 @@ def context_for(root: Path, directories: list[Path], **kwargs) -> dict:
         entries={entry: png for entry in table.loc[table["replicate"] > 1, "entry"].unique()},
         comparison={name: png for name, _, _ in report.COMPARISON_FIGURES},
         digits={name: png for name, _ in report.DIGIT_FIGURES},
+        sweeps=[(spec, png) for spec in specs],
     )
     csv = root / "metrics.csv"
     metrics.write_csv(table, csv)
     return report.build_context(
         table,
-        metrics.entry_table(table),
+        entries,
         runs,
-        SUMMARY,
+        summary,
         images,
         split_sizes={"train": 6400, "validation": 1600, "test": 2000},
         metrics_csv=csv,
         now=datetime.datetime(2026, 1, 2, 3, 4),
-        **kwargs,
     )
 
 
-def test_best_run_is_marked_first_and_named_in_the_summary(tmp_path):
+def cells(page: Page, table: str, column: int) -> list[dict]:
+    return [row[column] for row in page.tables[table][1:]]
+
+
+def test_best_entry_first_and_the_entries_tied_with_it_named(tmp_path):
     directories = [
-        write_run(tmp_path, "seed_example", level=0.70),
-        write_run(tmp_path, "augmented", level=0.86),
-        write_run(tmp_path, "wide", level=0.78),
+        write_run(tmp_path, "baseline", level=0.55, test_size=400),
+        write_run(tmp_path, "augmented", level=0.86, test_size=400),
+        write_run(tmp_path, "wide", level=0.85, test_size=400),
     ]
     context = context_for(tmp_path, directories)
-    table = table_of(directories).set_index("run")
-    assert context["best"] == "augmented/rep1"
-    assert context["table"][0]["run"] == "augmented/rep1" and context["table"][0]["best"]
+    _, entries = tables_of(directories)
+    verdicts = entries.set_index("entry")["verdict"]
+    # Two entries a point apart on 400 grids: either may come first, and the test must call them tied.
+    best = verdicts[verdicts == "best"].index[0]
+    other = ({"augmented", "wide"} - {best}).pop()
+    assert best in ("augmented", "wide") and verdicts[other].startswith("tied with the best")
+    assert verdicts["baseline"].startswith("below the best")
+    assert context["best"] == f"{best}/rep1"
+    assert context["table"][0]["run"] == f"{best}/rep1" and context["table"][0]["best"]
     assert [row["best"] for row in context["table"]].count(True) == 1
     accuracies = [float(row["test_accuracy"]) for row in context["table"]]
     assert accuracies == sorted(accuracies, reverse=True)
-    margin = table.loc["augmented/rep1", "test_accuracy"] - table.loc["wide/rep1", "test_accuracy"]
-    assert context["summary"]["margin"] == f"{100 * margin:.1f} points"
-    assert context["summary"]["runner_up"] == "wide/rep1"
-    assert "augmented/rep1 has the highest test accuracy" in context["summary"]["sentences"][0]
 
-    html = report.render(context)
-    assert 'class="best"' in html
-    assert "+" + context["summary"]["margin"] in html
+    summary = context["summary"]
+    assert summary["best_entry"] == best and summary["tied"] == [other]
+    assert summary["sentences"][0].startswith(f"{best} has the highest test accuracy")
+    tied_sentence = summary["sentences"][1]
+    assert f"cannot tell it apart from 1 other entry: {other} (p = " in tied_sentence and "McNemar" in tied_sentence
+    assert "baseline" not in tied_sentence
+    assert any("McNemar's exact test" in sentence for sentence in summary["sentences"])
+    assert summary["tests"] == ["McNemar"]
+    assert any("fair coin toss" in caption for caption in summary["captions"])
+
+    page = parse(report.render(context))
+    entry_table = page.tables["entry-table"]
+    header = [cell["text"].strip() for cell in entry_table[0]]
+    assert header[:2] == ["#", "entry"] and {"mean test accuracy", "95 % interval", "p vs best", "verdict"} <= set(
+        header
+    )
+    names = [cell["text"].strip().removesuffix("best") for cell in cells(page, "entry-table", 1)]
+    assert names == [best, other, "baseline"]
+    verdict_column = header.index("verdict")
+    assert [row[verdict_column]["text"].strip() for row in entry_table[1:]] == [verdicts[name] for name in names]
+    interval = cells(page, "entry-table", header.index("95 % interval"))[0]["text"]
+    assert re.fullmatch(r"0\.\d{3}-0\.\d{3}", interval)
+    text = " ".join(page.text)
+    assert "How to read the intervals and verdicts" in text and "Wilson" in text
+
+
+def test_replicated_entries_are_compared_with_welch_and_shown_as_mean_and_interval(tmp_path):
+    directories = [write_run(tmp_path, "wide", k, level=0.80, test_size=400) for k in (1, 2, 3)]
+    directories += [write_run(tmp_path, "narrow", k, level=0.60, test_size=400) for k in (1, 2, 3)]
+    directories.append(write_run(tmp_path, "single", level=0.6))
+    context = context_for(tmp_path, directories)
+    table, entries = tables_of(directories)
+    values = table.set_index("run").loc[[f"wide/rep{k}" for k in (1, 2, 3)], "test_accuracy"]
+    wide = entries.set_index("entry").loc["wide"]
+    section = next(section for section in context["sections"] if section["entry"] == "wide")
+    assert section["replicates"] == 3
+    assert section["mean"] == f"{values.mean():.3f}" and section["std"] == f"{values.std(ddof=1):.3f}"
+    assert section["interval"] == f"{wide['test_accuracy_ci_low']:.3f}-{wide['test_accuracy_ci_high']:.3f}"
+    assert section["band_uri"].startswith("data:image/png;base64,")
+    assert context["summary"]["sentences"][0].startswith(
+        f"wide has the highest mean test accuracy: {values.mean():.3f}"
+    )
+    assert context["summary"]["tests"][0] == "Welch"
+    narrow = next(row for row in context["entries"] if row["entry"] == "narrow")
+    assert narrow["test"] == "Welch" and narrow["verdict"].startswith("below the best") and narrow["class"] == "other"
+    seed = next(item for item in section["params"] if item["name"] == "seed")
+    assert seed["value"] == "1-3"
 
 
 def test_failed_run_is_listed_with_its_error(tmp_path):
@@ -127,9 +184,14 @@ def test_failed_run_is_listed_with_its_error(tmp_path):
     row = context["table"][-1]
     assert row["run"] == "too-big/rep1" and not row["ok"] and row["rank"] == ""
     assert context["summary"]["failed_runs"] == ["too-big/rep1"]
+    assert next(row for row in context["entries"] if row["entry"] == "too-big")["verdict"] == "no finished run"
     html = report.render(context)
     assert html.count("ResourceExhaustedError: OOM when allocating tensor") >= 2  # table and failed section
     assert 'id="failed"' in html
+    # A failed run keeps one cell per column, so sorting by any column moves whole rows.
+    page = parse(html)
+    widths = {len(row) for row in page.tables["metrics-table"]}
+    assert widths == {len(page.tables["metrics-table"][0])}
 
 
 def test_hostile_names_and_errors_are_escaped(tmp_path):
@@ -144,7 +206,7 @@ def test_hostile_names_and_errors_are_escaped(tmp_path):
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;/rep1" in html
     assert "<b>bold?</b>" not in html
     page = parse(html)
-    assert "script" not in page.tags
+    assert page.tags.count("script") == 1  # the page's own sort/filter script, nothing injected
     assert f"{HOSTILE}/rep1" in "".join(page.text)
     anchors = re.findall(r'id="([^"]+)"', html)
     assert all(re.fullmatch(r"[A-Za-z0-9_-]+", anchor) for anchor in anchors), anchors
@@ -157,24 +219,41 @@ def test_page_is_self_contained(tmp_path):
     external = [link for link in page.links if not link.startswith(("data:", "#"))]
     assert external == []
     assert "<link" not in html and "@import" not in html and "url(" not in html
+    assert "<script src" not in html
     assert sum(link.startswith("data:image/png;base64,") for link in page.links) >= 4 * 3 + 6
     assert any(link.startswith("data:text/csv;base64,") for link in page.links)
 
 
-def test_replicated_entries_report_mean_and_std(tmp_path):
-    directories = [write_run(tmp_path, "wide", replicate, level=0.7 + 0.05 * replicate) for replicate in (1, 2, 3)]
-    directories.append(write_run(tmp_path, "single", level=0.6))
+def test_tables_carry_sort_keys_and_read_without_scripts(tmp_path):
+    directories = write_runs(tmp_path, 5, failed=1)
     context = context_for(tmp_path, directories)
-    values = table_of(directories).set_index("run").loc[[f"wide/rep{k}" for k in (1, 2, 3)], "test_accuracy"]
-    section = next(section for section in context["sections"] if section["entry"] == "wide")
-    assert section["replicates"] == 3
-    assert section["mean"] == f"{values.mean():.3f}" and section["std"] == f"{values.std(ddof=1):.3f}"
-    assert section["band_uri"].startswith("data:image/png;base64,")
-    assert any(
-        "entries trained with several seeds, wide is best on average" in s for s in context["summary"]["sentences"]
-    )
-    seed = next(item for item in section["params"] if item["name"] == "seed")
-    assert seed["value"] == "1-3"
+    html = report.render(context)
+    page = parse(html)
+    table, _ = tables_of(directories)
+    rows = page.tables["metrics-table"][1:]
+    # Every run is in the HTML itself, best first: nothing waits for a script to appear.
+    assert len(rows) == len(table)
+    header = [cell["text"].strip() for cell in page.tables["metrics-table"][0]]
+    accuracy = header.index("test accuracy")
+    keys = [row[accuracy]["data-sort"] for row in rows]
+    expected = metrics.ranked_runs(table)["test_accuracy"]
+    assert keys == ["" if np.isnan(value) else repr(float(value)) for value in expected]
+    assert all("data-sort" in row[header.index("time")] for row in rows)
+    # The filter boxes are hidden until the script shows them, so a page without scripts has no dead control.
+    assert re.search(r'<input type="search" data-filter="metrics-table"[^>]* hidden>', html)
+    script = html[html.index("<script>") : html.index("</script>")]
+    for piece in ("table.sortable", "data-sort", "input[data-filter]", "row.hidden", "data-report-script"):
+        assert piece in script, piece
+
+
+def test_run_sections_start_collapsed_and_entries_too_when_many(tmp_path):
+    few = context_for(tmp_path / "few", write_runs(tmp_path / "few", 4, replicates=2))
+    html = report.render(few)
+    assert re.findall(r'<details class="run[^"]*" id="[^"]+" open', html) == []
+    assert all(block["open"] for block in few["sections"])
+    many = context_for(tmp_path / "many", write_runs(tmp_path / "many", 30, replicates=3))
+    opened = [block["entry"] for block in many["sections"] if block["open"]]
+    assert opened == [many["summary"]["best_entry"]]
 
 
 def test_settings_show_where_a_run_departs_from_the_usual_value(tmp_path):
@@ -197,6 +276,43 @@ def test_settings_show_where_a_run_departs_from_the_usual_value(tmp_path):
     }
 
 
+def test_sweeps_get_a_section_each_with_their_entries_ranked(tmp_path):
+    directories, spec = write_sweep(tmp_path, "width", {"dense": [64, 256], "dropout": [0.2, 0.5]}, replicates=3)
+    directories.append(write_run(tmp_path, "baseline", level=0.5))
+    context = context_for(tmp_path, directories, [spec])
+    [sweep] = context["sweeps"]
+    assert sweep["name"] == "width"
+    assert sweep["fields"] == [
+        {"name": "dense", "values": ["64", "256"]},
+        {"name": "dropout", "values": ["0.2", "0.5"]},
+    ]
+    _, entries = tables_of(directories, {entry: "width" for entry in spec["entries"]})
+    means = entries.set_index("entry").loc[list(spec["entries"]), "test_accuracy_mean"]
+    assert [row["entry"] for row in sweep["rows"]] == means.sort_values(ascending=False).index.tolist()
+    assert sweep["rows"][0]["values"] == ["256", "0.5"]
+    assert all(row["verdict"] for row in sweep["rows"])
+    page = parse(report.render(context))
+    assert "sweep-table-0" in page.tables
+    assert 'href="#sweeps"' in report.render(context)
+    entry_header = [cell["text"].strip() for cell in page.tables["entry-table"][0]]
+    assert "sweep" in entry_header
+
+    plain = report.render(context_for(tmp_path / "plain", write_runs(tmp_path / "plain", 2)))
+    assert 'id="sweeps"' not in plain and 'href="#sweeps"' not in plain
+
+
+def test_data_warnings_are_shown_and_nothing_when_there_are_none(tmp_path):
+    directories = write_runs(tmp_path, 2)
+    warned = {**SUMMARY, "warnings": ["test split: digit 7 has 150 grids, 25 % fewer than the mean <b>"]}
+    html = report.render(context_for(tmp_path, directories, summary=warned))
+    data = html[html.index('<section id="data">') :]
+    assert "1 data warning:" in data and "digit 7 has 150 grids, 25 % fewer than the mean &lt;b&gt;" in data
+    assert "The data checks raised 1 warning" in html
+    for summary in (SUMMARY, {key: value for key, value in SUMMARY.items() if key != "warnings"}):
+        html = report.render(context_for(tmp_path, directories, summary=summary))
+        assert "data warning" not in html and 'class="warning"' not in html
+
+
 def test_unknown_rotation_and_no_successful_run(tmp_path):
     context = context_for(tmp_path, [write_run(tmp_path, "real", rotation_known=False)])
     assert context["summary"]["rotated"] == ""
@@ -215,6 +331,69 @@ def test_report_is_written_atomically(tmp_path):
     report.write_report(path, context_for(tmp_path, write_runs(tmp_path, 2)))
     assert path.read_text().startswith("<!DOCTYPE html>")
     assert [p.name for p in path.parent.iterdir()] == ["report.html"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The page in a real browser (Debian's chromium): the script runs without errors, sorts and filters.
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium not installed (apt-get install chromium) to run the page's script"
+)
+
+# Appended to a copy of the page: sort the results table by test accuracy (lowest first), filter it,
+# and write what the reader would see into attributes that --dump-dom prints.
+DRIVER = """<script>
+(function () {
+  var table = document.getElementById("metrics-table"), header = table.tHead.rows[0].cells[2];
+  header.click();
+  var keys = Array.prototype.map.call(table.tBodies[0].rows, function (row) { return row.cells[2].getAttribute("data-sort"); });
+  document.body.setAttribute("data-sorted", keys.join("|"));
+  var input = document.querySelector('input[data-filter="metrics-table"]');
+  input.value = "model_01";
+  input.dispatchEvent(new Event("input"));
+  var shown = Array.prototype.filter.call(table.tBodies[0].rows, function (row) { return !row.hidden; }).length;
+  document.body.setAttribute("data-shown", String(shown) + (input.hidden ? " hidden" : " visible"));
+})();
+</script>
+</body>"""
+
+
+def chromium(page: Path, *arguments: str) -> subprocess.CompletedProcess:
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--enable-logging=stderr",
+        "--v=0",
+        *arguments,
+        page.as_uri(),
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@needs_chromium
+def test_page_runs_its_script_in_chromium_without_errors(tmp_path):
+    directories, spec = write_sweep(tmp_path, "width", {"dense": [64, 256]}, replicates=2)
+    directories += write_runs(tmp_path, 4, failed=1)
+    path = write_report(tmp_path, directories, [spec], real_figures=False)
+    result = chromium(path, "--dump-dom")
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = [line for line in result.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not [line for line in console if "Uncaught" in line or "Error" in line], console
+    assert 'data-report-script="ready"' in result.stdout
+
+    driven = tmp_path / "driven.html"
+    driven.write_text(path.read_text().replace("</body>", DRIVER))
+    result = chromium(driven, "--dump-dom")
+    assert result.returncode == 0, result.stderr[-3000:]
+    keys = re.search(r'data-sorted="([^"]*)"', result.stdout).group(1).split("|")
+    table, _ = tables_of(directories)
+    finished = sorted(table["test_accuracy"].dropna())
+    assert [float(key) for key in keys[: len(finished)]] == finished  # lowest first after one click
+    assert keys[len(finished) :] == [""] * table["test_accuracy"].isna().sum()  # failed runs last
+    assert re.search(r'data-shown="([^"]*)"', result.stdout).group(1) == "1 visible"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,7 +451,7 @@ def test_e2e_report_shows_failed_runs_with_their_error(tiny_workflow):
 
 def test_e2e_editing_plotting_code_replots_without_retraining(trained_copy):
     # Snakemake 9 re-runs a job for a newer input only when its content changed, so edit, not touch.
-    plotting = trained_copy / "scripts" / "mnist3d" / "plots.py"
+    plotting = trained_copy / "scripts" / "mnist3d" / "plotstyle.py"
     plotting.write_text(plotting.read_text() + "\n# a changed chart\n")
     jobs = planned_jobs(snakemake(trained_copy, "-n").stdout)
     assert "train" not in jobs

@@ -84,7 +84,7 @@ def test_bad_default_is_named_as_default(tmp_path):
 
 def test_duplicate_run_name_is_an_error(tmp_path):
     message = error_of(tmp_path, DEFAULTS + "runs:\n  twin: {dense: 8}\n  twin: {dense: 16}\n")
-    assert "'twin' is defined twice" in message and "line 14" in message
+    assert "'twin' is written twice" in message and "line 14" in message
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", "..", ".hidden", "has space", "-dash", "ünï"])
@@ -129,3 +129,96 @@ def test_shipped_models_files_are_valid():
     for models in ("config/models.yaml", "config/models-gpu.yaml", "config/test/models.yaml"):
         runs = load_runs(REPO / models, SCHEMAS / "run.schema.yaml", SCHEMAS / "models.schema.yaml")
         assert runs, models
+
+
+# A run's identity is its parameters: any rewrite that keeps them keeps every run's params text.
+REWRITTEN_SAME = """\
+# the same runs, rewritten: keys reordered, defaults spelled out, ints as floats, exponents
+runs:
+  wide:
+    seed: 7
+    replicates: 1
+    filters: [32, 64, 128]
+    rotation_augmentation: 90.0
+    learning_rate: 1e-3
+    dense: 256
+    implementation: fast
+  base: {}
+defaults:
+  batch_size: 64
+  epochs: 3
+  dropout: 5.0e-1
+  kernel_sizes: [3, 3, 3]
+  pool_sizes: [2, 2, 2]
+  filters: [16, 32, 64]
+  learning_rate: 0.001
+  dense: 256.0
+  seed: 7
+  replicates: 1
+"""
+
+
+def test_same_values_written_otherwise_give_identical_params(tmp_path):
+    original = runs_of(tmp_path, DEFAULTS + "runs:\n  base: {}\n  wide: {filters: [32, 64, 128], rotation_augmentation: 90}\n")
+    rewritten = runs_of(tmp_path, REWRITTEN_SAME)
+    by_id = {run.id: repr(run.params) for run in rewritten}
+    assert {run.id: repr(run.params) for run in original} == by_id
+
+
+def test_params_are_canonical_types_and_sorted(tmp_path):
+    (run,) = runs_of(tmp_path, DEFAULTS + "runs:\n  a: {rotation_augmentation: 90, dropout: 0}\n")
+    assert list(run.params) == sorted(run.params)
+    assert run.params["rotation_augmentation"] == 90.0 and isinstance(run.params["rotation_augmentation"], float)
+    assert isinstance(run.params["dropout"], float) and isinstance(run.params["learning_rate"], float)
+    assert all(isinstance(value, int) for value in run.params["filters"])
+    assert isinstance(run.params["epochs"], int) and isinstance(run.params["seed"], int)
+
+
+@pytest.mark.parametrize("written, value", [("1e-3", 0.001), ("5E-4", 0.0005), ("2.5e-3", 0.0025), ("1.0E-2", 0.01)])
+def test_exponent_floats_are_numbers(tmp_path, written, value):
+    (run,) = runs_of(tmp_path, DEFAULTS + f"runs:\n  a: {{learning_rate: {written}}}\n")
+    assert run.params["learning_rate"] == value
+
+
+@pytest.mark.parametrize("name", ["064", "1e-3", "1.50", "true", "yes", "null", "0x1F"])
+def test_names_yaml_would_turn_into_numbers_keep_their_text(tmp_path, name):
+    runs = runs_of(tmp_path, DEFAULTS + f"runs:\n  {name}: {{}}\n  other: {{}}\n")
+    assert runs[0].entry == name
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "[16, .nan, 64]"])
+def test_nan_and_infinity_are_refused(tmp_path, value):
+    field = "filters" if value.startswith("[") else "learning_rate"
+    message = error_of(tmp_path, DEFAULTS + f"runs:\n  a: {{{field}: {value}}}\n")
+    assert f"run 'a', field '{field}'" in message and "not a finite number" in message
+
+
+def test_nan_in_defaults_is_refused(tmp_path):
+    message = error_of(tmp_path, DEFAULTS.replace("dropout: 0.5", "dropout: .nan") + "runs:\n  a: {}\n")
+    assert "defaults, field 'dropout'" in message
+
+
+def test_too_many_runs_fail_fast(tmp_path):
+    import time
+
+    started = time.perf_counter()
+    message = error_of(tmp_path, DEFAULTS + "runs:\n  a: {}\n  typo: {replicates: 100000}\n")
+    assert time.perf_counter() - started < 1.0
+    assert "100001 training runs" in message and "max_runs = 500" in message and "config/config.yaml" in message
+
+
+def test_no_runs_at_all_is_an_error(tmp_path):
+    assert "no runs" in error_of(tmp_path, DEFAULTS + "runs: {}\n")
+
+
+def test_replicates_written_as_a_float_count_towards_the_cap(tmp_path):
+    message = error_of(tmp_path, DEFAULTS + "runs:\n  a: {replicates: 1e3}\n")
+    assert "1000 training runs" in message
+
+
+def test_a_merged_anchor_can_be_overridden(tmp_path):
+    runs = runs_of(tmp_path, DEFAULTS + "runs:\n  base: &base {dense: 64, dropout: 0.3}\n"
+                   "  variant:\n    <<: *base\n    dropout: 0.1\n")
+    assert runs[1].params["dense"] == 64 and runs[1].params["dropout"] == 0.1
+    message = error_of(tmp_path, DEFAULTS + "runs:\n  a:\n    dense: 8\n    dense: 16\n")
+    assert "'dense' is written twice" in message

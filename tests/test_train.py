@@ -69,8 +69,9 @@ def test_run_writes_every_output(prepared, tmp_path):
         assert np.array_equal(predictions["y_pred"], predictions["probabilities"].argmax(axis=1))
     import keras
 
-    reloaded = keras.saving.load_model(paths.model)
+    reloaded = keras.saving.load_model(paths.model)  # plain Keras: stock layers only
     assert reloaded.count_params() == metrics["parameter_count"]
+    assert {type(layer).__module__.split(".")[0] for layer in reloaded.layers} == {"keras"}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["model.keras", "history.csv", "predictions.npz", "metrics.json"]
     )  # no temporary files left behind
@@ -104,7 +105,9 @@ def test_levers_run(prepared, tmp_path):
     from mnist3d.model import load_model
 
     data = prepare.load(prepared)
-    saved_val_loss, _ = load_model(paths.model).evaluate(data["x_val"], data["y_val"], batch_size=512, verbose=0)
+    saved = load_model(paths.model)
+    saved.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])  # saved without an optimizer
+    saved_val_loss, _ = saved.evaluate(data["x_val"], data["y_val"], batch_size=512, verbose=0)
     assert saved_val_loss == pytest.approx(min(val_losses), rel=1e-4)
 
 

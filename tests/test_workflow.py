@@ -63,7 +63,7 @@ def test_changing_one_entry_retrains_only_it(trained_copy):
 
 def test_editing_training_code_retrains_every_run_and_plotting_code_none(trained_copy):
     package = trained_copy / "scripts/mnist3d"
-    plots = package / "plots.py"
+    plots = package / "plotstyle.py"
     plots.write_text(plots.read_text() + "\n# an edit\n")
     planned = planned_jobs(snakemake(trained_copy, "-n").stdout)
     assert "train" not in planned and planned["plot_run"] == len(RUNS)
@@ -109,6 +109,23 @@ def test_adding_an_entry_or_replicate_trains_only_the_new_runs(trained_copy):
     assert "results/runs/added/rep1/metrics.json" in result.stdout
 
 
+def test_a_same_values_rewrite_of_the_models_file_retrains_nothing(trained_copy):
+    """Rewritten by a script: defaults spelled out in each entry, keys sorted, numbers as floats."""
+    import yaml
+
+    models = trained_copy / "config/test/models.yaml"
+    original = yaml.safe_load(models.read_text().replace("3e-3", "0.003"))
+    number_fields = ("dropout", "learning_rate", "rotation_augmentation")
+    rewritten = {}
+    for entry, overrides in reversed(original["runs"].items()):
+        merged = {**original["defaults"], **(overrides or {})}
+        rewritten[entry] = {k: float(v) if k in number_fields else v for k, v in merged.items()}
+    models.write_text("# rewritten\n" + yaml.safe_dump({"runs": rewritten}, sort_keys=True))
+    planned = planned_jobs(snakemake(trained_copy, "-n").stdout)
+    # The runs' order is the report's order, so only the report's own steps follow the new order.
+    assert "train" not in planned and "plot_run" not in planned, planned
+
+
 def test_bad_models_file_fails_before_any_job(tmp_path):
     workdir = copy_workflow(tmp_path / "bad")
     models = workdir / "config/test/models.yaml"
@@ -127,6 +144,13 @@ def test_missing_data_file_without_generation_is_named(tmp_path):
     result = snakemake(workdir, "-n", check=False)
     assert result.returncode != 0
     assert "data file data/absent.h5 not found" in result.stdout + result.stderr
+
+
+def test_a_mistyped_data_path_is_an_error_not_the_default_data(tmp_path):
+    workdir = copy_workflow(tmp_path / "typo")
+    result = snakemake(workdir, "-n", "--config", "data={file: data/ful_dataset_vectors.h5}", check=False)
+    assert result.returncode != 0
+    assert "data file data/ful_dataset_vectors.h5 not found (config data.file)" in result.stdout + result.stderr
 
 
 def test_bad_data_file_stops_with_one_clear_message(tmp_path):

@@ -5,8 +5,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
+
+
+def _create_temporary(path: Path) -> Path:
+    """Create an empty, new file beside `path` whose name keeps its suffix.
+
+    Opened with mode 0o666 and O_EXCL, so the kernel applies the process umask itself, as for any
+    file the step writes (tempfile.mkstemp's 0600 would hide results from a team's group). The
+    umask is never read: reading it means setting it, which for an instant would give the files
+    that other threads create (TensorFlow's, for one) the wrong permissions.
+    """
+    for _ in range(100):
+        temporary = path.with_name(f".{path.stem}.{secrets.token_hex(4)}{path.suffix}")
+        try:
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return temporary
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 @contextlib.contextmanager
@@ -18,21 +36,13 @@ def atomic_path(path: str | Path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(descriptor)
-    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from a team's group
+    temporary = _create_temporary(path)
     try:
-        yield Path(temporary)
+        yield temporary
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -15,10 +15,11 @@ the rotated one (bench/accuracy_study.py).
 Axes: a batch is (B, 16, 16, 16, 1) indexed [z, y, x]; the rotation matrices act on (x, y, z)
 column vectors, and a rotation by +90 degrees about z turns +x into +y.
 
-Determinism: batch k (counted from 0 over the life of the returned function, across epochs) draws
-its angles from stateless random ops keyed on (seed, k), so the same seed gives the same training
-as long as the dataset maps batches in order (no num_parallel_calls on this map; the work is
-vectorised over the batch, and prefetch overlaps it with training anyway).
+Determinism: batch k draws its angles from stateless random ops keyed on (seed, k). The training
+pipeline passes k itself (epoch x batches per epoch + batch), so the rotations are a pure function
+of (seed, epoch, batch) and a run resumed at any epoch draws what an uninterrupted one would.
+Called without k, the function counts the batches it has seen (from 0, across epochs), which gives
+the same numbers as long as the dataset maps batches in order.
 
 TensorFlow is imported inside the functions: this module is importable where only NumPy is.
 """
@@ -154,16 +155,18 @@ def random_rotation(std_degrees: float, seed: int, fit: bool = True, probability
     """A `Dataset.map` function for batches: (x, y) -> (x randomly rotated, y).
 
     Angles about x and y ~ N(0, std_degrees), about z ~ N(0, 2 std_degrees), fresh for every batch
-    and every sample, a function of (seed, batch counter) only. Each sample is rotated with the
-    given probability and otherwise passed through untouched. `fit` scales a rotated grid to fill
+    and every sample, a function of (seed, batch number) only: `step` when given, else a counter of
+    the batches seen. Each sample is rotated with the given probability and otherwise passed
+    through untouched. `fit` scales a rotated grid to fill
     the grid as re-voxelising would; `blur` adds the recipe's point noise (it did not help).
     """
     import tensorflow as tf
 
     counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="rotation_batches")
 
-    def augment(x, y):
-        step = counter.assign_add(1) - 1
+    def augment(x, y, step=None):
+        if step is None:
+            step = counter.assign_add(1) - 1
         angles = random_angles(std_degrees, seed, step, tf.shape(x)[0], probability)
         # Resample only the grids that turn (half the work at the default share), keeping the order.
         chosen = tf.reduce_any(angles != 0.0, axis=1)

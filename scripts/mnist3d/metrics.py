@@ -1,7 +1,9 @@
 """One tidy table of every training run (results/metrics.csv) and its per-entry summary.
 
-Reads only the files each run leaves in its run directory (metrics.json, history.csv), so it needs
-neither TensorFlow nor the trained models.
+Reads only the files each run leaves in its run directory (metrics.json, history.csv, and y_true/y_pred
+of predictions.npz), so it needs neither TensorFlow nor the trained models. The intervals, tests and
+verdicts come from mnist3d.stats, whose docstring explains every statistics column. Runs and entries
+are ranked in one place: `ranked_runs`, `ranked_entries` and `best_run` below.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mnist3d import stats
 from mnist3d.atomic import atomic_path
 
 # The seed notebook's bar charts average its curves "with the first 5 values skipped by default".
 SKIPPED_EPOCHS = 5
 
-IDENTITY_COLUMNS = ["run", "entry", "replicate", "status", "error", "seed"]
+IDENTITY_COLUMNS = ["run", "entry", "sweep", "replicate", "status", "error", "seed"]
 MEASURE_COLUMNS = [
     "parameter_count",
     "training_seconds",
@@ -30,15 +33,18 @@ MEASURE_COLUMNS = [
     "mean_val_accuracy_after_5",
     "mean_val_loss_after_5",
     "test_accuracy",
+    "test_samples",
+    "test_accuracy_ci_low",
+    "test_accuracy_ci_high",
     "test_loss",
     "test_accuracy_unrotated",
     "test_accuracy_rotated",
 ]
-ENVIRONMENT_COLUMNS = ["dataset", "device"]
+ENVIRONMENT_COLUMNS = ["dataset", "device", "gpu_slot"]
 ENTRY_COLUMNS = ["entry_replicates_ok", "entry_test_accuracy_mean", "entry_test_accuracy_std"]
 
 # Counts: written as whole numbers, empty for a failed run.
-INTEGER_MEASURES = ["parameter_count", "epochs_run", "best_epoch"]
+INTEGER_MEASURES = ["parameter_count", "epochs_run", "best_epoch", "test_samples"]
 
 # Measures summarised per entry across its replicates in the entry table.
 SUMMARISED_MEASURES = [
@@ -111,13 +117,33 @@ def _number(value) -> float:
     return math.nan if value is None else float(value)
 
 
-def run_row(metrics: dict, history: pd.DataFrame) -> dict:
-    """One table row: identity, parameters and measures of a run; a failed run keeps its numbers empty."""
+# A run's test predictions, as the paired test needs them: (y_true, y_pred).
+Predictions = tuple[np.ndarray, np.ndarray]
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    """y_true and y_pred of a run's predictions.npz (the probabilities stay on disk)."""
+    with np.load(path) as saved:
+        missing = [field for field in ("y_true", "y_pred") if field not in saved.files]
+        if missing:
+            raise ValueError(f"{path}: no field {', '.join(missing)}")
+        y_true, y_pred = saved["y_true"], saved["y_pred"]
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{path}: y_true has {y_true.shape[0]} grids but y_pred {y_pred.shape[0]}")
+    return y_true, y_pred
+
+
+def run_row(metrics: dict, history: pd.DataFrame, test_samples: int | None = None, sweep: str = "") -> dict:
+    """One table row: identity, parameters and measures of a run; a failed run keeps its numbers empty.
+
+    `test_samples` is the size of the test set its accuracy was measured on (for its Wilson interval).
+    """
     ok = metrics.get("status") == "ok"
     params = dict(metrics.get("params") or {})
     row = {
         "run": metrics["run"],
         "entry": metrics["entry"],
+        "sweep": sweep,
         "replicate": int(metrics["replicate"]),
         "status": metrics.get("status", "failed"),
         "error": metrics.get("error") or "",
@@ -129,6 +155,8 @@ def run_row(metrics: dict, history: pd.DataFrame) -> dict:
 
     val_accuracy = history["val_accuracy"].to_numpy(dtype=float) if ok else np.array([])
     val_loss = history["val_loss"].to_numpy(dtype=float) if ok else np.array([])
+    accuracy = _number(metrics.get("test_accuracy"))
+    low, high = stats.wilson_interval(accuracy, test_samples)
     measures = {
         "parameter_count": metrics.get("parameter_count"),
         "training_seconds": metrics.get("training_seconds"),
@@ -139,7 +167,10 @@ def run_row(metrics: dict, history: pd.DataFrame) -> dict:
         "best_val_accuracy": np.nanmax(val_accuracy) if val_accuracy.size else None,
         "mean_val_accuracy_after_5": mean_after(val_accuracy),
         "mean_val_loss_after_5": mean_after(val_loss),
-        "test_accuracy": metrics.get("test_accuracy"),
+        "test_accuracy": accuracy,
+        "test_samples": test_samples,
+        "test_accuracy_ci_low": low,
+        "test_accuracy_ci_high": high,
         "test_loss": metrics.get("test_loss"),
         "test_accuracy_unrotated": metrics.get("test_accuracy_unrotated"),
         "test_accuracy_rotated": metrics.get("test_accuracy_rotated"),
@@ -148,6 +179,7 @@ def run_row(metrics: dict, history: pd.DataFrame) -> dict:
         row[key] = _number(value) if ok else math.nan
     row["dataset"] = metrics.get("dataset") or ""
     row["device"] = metrics.get("device") or ""
+    row["gpu_slot"] = metrics.get("gpu_slot") or ""
     return row
 
 
@@ -161,9 +193,29 @@ def _param_columns(rows: list[dict]) -> list[str]:
     return columns
 
 
-def runs_table(runs: list[tuple[dict, pd.DataFrame]]) -> pd.DataFrame:
-    """One row per run, in the order given, with the entry's replicate mean and std of test accuracy."""
-    rows = [run_row(metrics, history) for metrics, history in runs]
+def _test_samples(metrics: dict, predictions: dict[str, Predictions] | None) -> int | None:
+    if predictions is None or metrics.get("status") != "ok":
+        return None
+    samples = len(predictions[metrics["run"]][0])
+    if samples == 0:
+        raise ValueError(f"run {metrics['run']} finished but its predictions.npz holds no test grids (y_true)")
+    return samples
+
+
+def runs_table(
+    runs: list[tuple[dict, pd.DataFrame]],
+    predictions: dict[str, Predictions] | None = None,
+    sweeps: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """One row per run, in the order given, with the entry's replicate mean and std of test accuracy.
+
+    `predictions` (run id -> y_true, y_pred) give the test set's size and so the Wilson intervals
+    (empty without them); `sweeps` maps an entry to the sweep it was expanded from.
+    """
+    rows = [
+        run_row(metrics, history, _test_samples(metrics, predictions), (sweeps or {}).get(metrics["entry"], ""))
+        for metrics, history in runs
+    ]
     columns = IDENTITY_COLUMNS + _param_columns(rows) + MEASURE_COLUMNS + ENVIRONMENT_COLUMNS
     table = pd.DataFrame(rows, columns=columns)
     for column in MEASURE_COLUMNS:
@@ -179,24 +231,79 @@ def runs_table(runs: list[tuple[dict, pd.DataFrame]]) -> pd.DataFrame:
     return table
 
 
-def load_runs_table(metrics_paths, history_paths) -> pd.DataFrame:
-    """The table from each run's metrics.json and history.csv (two lists in the same run order)."""
+def load_runs_table(metrics_paths, history_paths, predictions_paths=None, sweeps=None) -> pd.DataFrame:
+    """The table from each run's metrics.json, history.csv and (optional) predictions.npz, lists in
+    the same run order; see `runs_table` for `sweeps`."""
+    return _load(metrics_paths, history_paths, predictions_paths, sweeps)[0]
+
+
+def _load(metrics_paths, history_paths, predictions_paths, sweeps):
     metrics_paths, history_paths = list(metrics_paths), list(history_paths)
     if len(metrics_paths) != len(history_paths):
         raise ValueError(f"{len(metrics_paths)} metrics files but {len(history_paths)} histories")
-    return runs_table([(read_metrics(m), read_history(h)) for m, h in zip(metrics_paths, history_paths)])
+    runs = [(read_metrics(m), read_history(h)) for m, h in zip(metrics_paths, history_paths)]
+    predictions = None
+    if predictions_paths is not None:
+        predictions_paths = list(predictions_paths)
+        if len(predictions_paths) != len(metrics_paths):
+            raise ValueError(f"{len(metrics_paths)} metrics files but {len(predictions_paths)} predictions files")
+        predictions = {record["run"]: read_predictions(path) for (record, _), path in zip(runs, predictions_paths)}
+    return runs_table(runs, predictions, sweeps), predictions
 
 
-def entry_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Per entry: replicates (all, ok) and mean, std (ddof=1), min and max of each summarised measure.
+def _finished(table: pd.DataFrame) -> pd.DataFrame:
+    return table[(table["status"] == "ok") & table["test_accuracy"].notna()]
 
-    An entry with one successful replicate has an empty std; one with none has empty measures.
+
+def ranked_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """The runs table best first: finished runs by test accuracy (ties: lower test loss, then table
+    order), then every other run in table order."""
+    finished = _finished(table)
+    return pd.concat([stats.rank(finished, "test_accuracy", "test_loss"), table.drop(index=finished.index)])
+
+
+def ranked_entries(table: pd.DataFrame) -> list[str]:
+    """Entry names best first: by mean test accuracy over finished replicates (ties: lower mean test
+    loss, then first appearance in the table); entries with no finished run last, in table order.
+    Takes the runs table (metrics.csv); the first entry is the best entry of the statistics columns."""
+    finished = _finished(table)
+    grouped = table[["entry"]].assign(
+        accuracy=finished["test_accuracy"].astype(float), loss=finished["test_loss"].astype(float)
+    ).groupby("entry", sort=False)
+    return [str(entry) for entry in stats.rank(grouped.mean(), "accuracy", "loss").index]
+
+
+def entry_best_runs(table: pd.DataFrame) -> dict[str, str]:
+    """Entry -> its best finished run (same ranking as `ranked_runs`); entries with none are absent."""
+    best = {}
+    for _, row in ranked_runs(_finished(table)).iterrows():
+        best.setdefault(str(row["entry"]), str(row["run"]))
+    return best
+
+
+def best_run(table: pd.DataFrame) -> str | None:
+    """Id of the best entry's best run, or None when no run finished.
+
+    With replicates this need not be the single highest test accuracy: an entry whose replicates
+    average lower is not made best by one lucky seed."""
+    entries = ranked_entries(table)
+    return entry_best_runs(table).get(entries[0]) if entries else None
+
+
+def entry_table(table: pd.DataFrame, predictions: dict[str, Predictions] | None = None) -> pd.DataFrame:
+    """Per entry: its sweep, replicates (all, finished: status ok with a test accuracy) and mean, std
+    (ddof=1), min and max of each summarised measure, the 95 % interval of the mean test accuracy and
+    the comparison with the best entry (mnist3d.stats; `predictions` as in `runs_table`, needed for
+    McNemar's test).
+
+    An entry with one finished replicate has an empty std; one with none has empty measures.
     """
     grouped = table.astype({measure: float for measure in SUMMARISED_MEASURES}).groupby("entry", sort=False)
     summary = pd.DataFrame(
         {
+            "sweep": grouped["sweep"].first() if "sweep" in table else "",
             "replicates": grouped.size(),
-            "replicates_ok": grouped["status"].apply(lambda status: int((status == "ok").sum())),
+            "replicates_ok": grouped["test_accuracy"].count(),
         }
     )
     for measure in SUMMARISED_MEASURES:
@@ -205,18 +312,32 @@ def entry_table(table: pd.DataFrame) -> pd.DataFrame:
         summary[f"{measure}_std"] = values.std(ddof=1)
         summary[f"{measure}_min"] = values.min()
         summary[f"{measure}_max"] = values.max()
+        if measure == "test_accuracy":  # its interval and verdict beside its mean
+            _add_statistics(summary, table, predictions)
     return summary.reset_index()
 
 
-def best_run(table: pd.DataFrame) -> str | None:
-    """Id of the successful run with the highest test accuracy (ties: lower test loss, then table order)."""
-    ok = table[(table["status"] == "ok") & table["test_accuracy"].notna()]
-    if ok.empty:
-        return None
-    ranked = ok.assign(_order=range(len(ok))).sort_values(
-        ["test_accuracy", "test_loss", "_order"], ascending=[False, True, True], na_position="last"
-    )
-    return str(ranked.iloc[0]["run"])
+def _add_statistics(summary: pd.DataFrame, table: pd.DataFrame, predictions: dict[str, Predictions] | None) -> None:
+    accuracies = {
+        entry: rows["test_accuracy"].to_numpy(dtype=float) for entry, rows in _finished(table).groupby("entry")
+    }
+    best_runs = entry_best_runs(table)
+    rows = table.set_index("run")
+    ranked = ranked_entries(table)
+    best = ranked[0] if ranked and ranked[0] in best_runs else None
+    paired = {entry: (predictions or {}).get(run) for entry, run in best_runs.items()}
+    intervals, comparisons = {}, {}
+    for entry in summary.index:
+        single = best_runs.get(entry)
+        single_interval = (
+            (rows.at[single, "test_accuracy_ci_low"], rows.at[single, "test_accuracy_ci_high"]) if single else None
+        )
+        intervals[entry] = stats.entry_interval(accuracies.get(entry, []), single_interval)
+        comparisons[entry] = stats.compare_with_best(entry, best, accuracies, paired)
+    summary["test_accuracy_ci_low"] = [intervals[entry][0] for entry in summary.index]
+    summary["test_accuracy_ci_high"] = [intervals[entry][1] for entry in summary.index]
+    for column in stats.COMPARISON_COLUMNS:
+        summary[column] = [comparisons[entry][column] for entry in summary.index]
 
 
 def write_csv(table: pd.DataFrame, path: str | Path) -> None:
@@ -225,28 +346,41 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> None:
         table.to_csv(temporary, index=False, na_rep="", float_format="%.6g")
 
 
+# Text columns: read as written, a missing one as "".
+RUN_TEXT_COLUMNS = ("run", "entry", "sweep", "status", "error", "gpu_slot")
+ENTRY_TEXT_COLUMNS = ("entry", "sweep", "vs_best_test", "verdict")
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
-    """results/metrics.csv back as written: empty cells are NaN, except the error text ('')."""
-    table = _read_csv(path, ("run", "entry", "status", "error"))
-    table["error"] = table["error"].fillna("")
-    return table
+    """results/metrics.csv back as written: empty cells are NaN, except in text columns ('')."""
+    return _read_csv(path, RUN_TEXT_COLUMNS)
 
 
 def read_entry_table(path: str | Path) -> pd.DataFrame:
     """results/metrics_by_entry.csv back as written."""
-    return _read_csv(path, ("entry",))
+    return _read_csv(path, ENTRY_TEXT_COLUMNS)
 
 
 def _read_csv(path: str | Path, text_columns: tuple[str, ...]) -> pd.DataFrame:
     # Only empty cells are missing, and names stay text: entries called "064", "1e-3", "None" or
     # "NA" are valid run names, which pandas would otherwise read as 64, 0.001 or NaN.
-    return pd.read_csv(path, dtype={column: str for column in text_columns}, keep_default_na=False,
-                       na_values=[""])
-
-
-def aggregate(metrics_paths, history_paths, table_path: str | Path, entries_path: str | Path) -> pd.DataFrame:
-    """Write results/metrics.csv (one row per run) and the per-entry summary beside it."""
-    table = load_runs_table(metrics_paths, history_paths)
-    write_csv(table, table_path)
-    write_csv(entry_table(table), entries_path)
+    table = pd.read_csv(path, dtype={column: str for column in text_columns}, keep_default_na=False, na_values=[""])
+    for column in text_columns:
+        if column in table and column not in ("run", "entry"):
+            table[column] = table[column].fillna("")
     return table
+
+
+def aggregate(
+    metrics_paths, history_paths, predictions_paths, table_path: str | Path, entries_path: str | Path, sweeps=None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write results/metrics.csv (one row per run) and the per-entry summary beside it.
+
+    The three path lists name each run's metrics.json, history.csv and predictions.npz in the same
+    order; `sweeps` maps entries expanded from a sweep to its name. Returns (runs, entries) tables.
+    """
+    table, predictions = _load(metrics_paths, history_paths, predictions_paths, sweeps)
+    entries = entry_table(table, predictions)
+    write_csv(table, table_path)
+    write_csv(entries, entries_path)
+    return table, entries

@@ -59,6 +59,18 @@ def build_model(params: dict, implementation: str = "fast"):
     return keras.Model(inputs, outputs, name=f"cnn3d_{implementation}")
 
 
+def stock_copy(network, params: dict):
+    """The same network built from stock Keras layers only, holding `network`'s weights.
+
+    The fused batch-norm layer is a training-time detail: its weights map one to one onto
+    keras.layers.BatchNormalization's, so this copy computes the same function, and a file saved
+    from it loads with plain Keras, without this project.
+    """
+    stock = build_model(params, "keras")
+    stock.set_weights(network.get_weights())
+    return stock
+
+
 def load_model(path):
     """A model saved by either implementation (registers the fast layers first)."""
     import keras

@@ -63,12 +63,7 @@ def make_dataset(x, y, batch_size: int, shuffle: bool, seed: int, augment=None):
     """
     import tensorflow as tf
 
-    if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
-    features = tf.convert_to_tensor(x, dtype=tf.float32)
-    labels = tf.convert_to_tensor(y)
+    features, labels = _tensors(x, y, batch_size)
     count = len(y)
     indices = tf.data.Dataset.range(count)
     if shuffle:
@@ -78,4 +73,49 @@ def make_dataset(x, y, batch_size: int, shuffle: bool, seed: int, augment=None):
     )
     if augment is not None:
         dataset = dataset.map(augment)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _tensors(x, y, batch_size: int):
+    """x and y as tensors, once, after checking that they can be batched together."""
+    import tensorflow as tf
+
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    return tf.convert_to_tensor(x, dtype=tf.float32), tf.convert_to_tensor(y)
+
+
+def steps_per_epoch(count: int, batch_size: int) -> int:
+    return -(-count // batch_size)
+
+
+def make_training_dataset(x, y, batch_size: int, seed: int, first_epoch: int, epochs: int, augment=None):
+    """The shuffled (and augmented) training batches of epochs first_epoch .. epochs - 1, one stream.
+
+    Every epoch's order is a stateless permutation keyed on (seed, epoch), and `augment(x, y, step)`
+    gets the batch's number over the whole run (epoch x batches per epoch + batch), so each batch is
+    a pure function of (seed, epoch, batch): a run resumed at epoch K sees exactly the batches an
+    uninterrupted run sees from epoch K on. Fit it with `steps_per_epoch` and `initial_epoch`: Keras
+    then keeps one iterator over the stream instead of starting it again each epoch.
+    """
+    import tensorflow as tf
+
+    features, labels = _tensors(x, y, batch_size)
+    count = len(y)
+    steps = steps_per_epoch(count, batch_size)
+
+    def epoch_batches(epoch):
+        key = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.argsort(tf.random.stateless_uniform([count], seed=key), stable=True)
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).enumerate()
+        return batches.map(lambda index, batch: (epoch * steps + index, batch))
+
+    dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+    dataset = dataset.map(lambda step, batch: (step, tf.gather(features, batch), tf.gather(labels, batch)))
+    if augment is not None:
+        dataset = dataset.map(lambda step, batch_x, batch_y: augment(batch_x, batch_y, step=step))
+    else:
+        dataset = dataset.map(lambda step, batch_x, batch_y: (batch_x, batch_y))
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -38,24 +38,20 @@ def validation_split(
 
 
 def prepare(path: str | Path, validation_fraction: float, split_seed: int) -> dict[str, np.ndarray]:
-    x_train, y_train = datacheck.read_split(path, "train")
-    x_test, y_test = datacheck.read_split(path, "test")
-    train_rows, validation_rows = validation_split(
-        y_train, validation_fraction, split_seed, datacheck.read_groups(path, "train")
-    )
-    test_rotated = datacheck.read_flags(path, "test")
-    if test_rotated is None:
-        test_rotated = np.full(len(y_test), UNKNOWN, dtype=np.int8)
-    grids = to_grids(x_train)
+    data = datacheck.load(path)
+    train, test = data.splits["train"], data.splits["test"]
+    train_rows, validation_rows = validation_split(train.y, validation_fraction, split_seed, train.groups)
+    test_rotated = test.rotated if test.rotated is not None else np.full(len(test.y), UNKNOWN, dtype=np.int8)
+    grids = to_grids(train.x)
     return {
         "x_train": grids[train_rows],
-        "y_train": y_train[train_rows],
+        "y_train": train.y[train_rows],
         "x_val": grids[validation_rows],
-        "y_val": y_train[validation_rows],
-        "x_test": to_grids(x_test),
-        "y_test": y_test,
+        "y_val": train.y[validation_rows],
+        "x_test": to_grids(test.x),
+        "y_test": test.y,
         "test_rotated": test_rotated,
-        "source": np.array(datacheck.source(path)),
+        "source": np.array(data.source),
     }
 
 

@@ -15,12 +15,17 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from mnist3d.sweeps import SweepError, check_no_clash, expand_sweeps
+
 INPUT_EDGE = 16
 LAYER_LISTS = ("filters", "kernel_sizes", "pool_sizes")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 # Parameters that describe how many runs there are, not how one run trains: changing them must not
 # retrain the runs that already exist.
 NOT_TRAINING_PARAMS = ("replicates",)
+# Runs a models file may ask for unless config/config.yaml's max_runs says otherwise: enough for
+# real sweeps, few enough that a typo (replicates: 100000) fails in a second instead of hanging.
+DEFAULT_MAX_RUNS = 500
 
 
 class RunConfigError(ValueError):
@@ -35,9 +40,17 @@ class LayerError(ValueError):
 
 @dataclass(frozen=True)
 class Run:
+    """One training run: replicate `replicate` of entry `entry`, with its canonical parameters.
+
+    `sweep` names the sweep an entry was expanded from, and `varied` holds that combination's
+    values as short labels, by field; both are empty for a hand-written entry.
+    """
+
     entry: str
     replicate: int
     params: dict = field(hash=False)
+    sweep: str | None = None
+    varied: dict = field(default_factory=dict, hash=False)
 
     @property
     def seed(self) -> int:
@@ -48,26 +61,61 @@ class Run:
         return f"{self.entry}/rep{self.replicate}"
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys silently; a duplicated run name must be an error."""
+class _ModelsLoader(yaml.SafeLoader):
+    """YAML as people write a models file.
+
+    - Mapping keys stay the text written: a run named 064, 1e-3, yes or null keeps that name (YAML 1.1
+      would read 52, '1e-3', True and None).
+    - Numbers as YAML 1.2 reads them: `1e-3` and `5E-4` are floats (YAML 1.1 needs a dot), `064`
+      is 64, not octal.
+    - A key given twice is an error (PyYAML would keep the last silently).
+    """
 
 
-def _construct_unique_mapping(loader, node, deep=False):
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise RunConfigError(
-                f"{loader.name}: line {key_node.start_mark.line + 1}: "
-                f"'{key}' is defined twice; every run name must be unique"
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+_ModelsLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (
+        "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ModelsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789")
 )
+_ModelsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+.0123456789"),
+)
+
+
+def _construct_int(loader, node):
+    return int(loader.construct_scalar(node))
+
+
+_ModelsLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def _construct_mapping(loader, node, deep=False):
+    # Keys pulled in by a merge (`<<: *base`) come first and may be overridden by the keys written
+    # in the mapping itself; a key written twice there is an error.
+    written_count = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)
+    merged_count = len(node.value) - written_count
+    mapping, written = {}, set()
+    for index, (key_node, value_node) in enumerate(node.value):
+        is_plain_scalar = isinstance(key_node, yaml.ScalarNode) and key_node.style is None
+        key = key_node.value if is_plain_scalar else loader.construct_object(key_node, deep=deep)
+        if index >= merged_count:
+            if key in written:
+                raise RunConfigError(
+                    f"{loader.name}: line {key_node.start_mark.line + 1}: '{key}' is written twice in "
+                    "one mapping; every run name and every field must be unique"
+                )
+            written.add(key)
+        mapping[key] = loader.construct_object(value_node, deep=deep)
+    return mapping
+
+
+_ModelsLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -76,7 +124,7 @@ def read_yaml(path: str | Path) -> dict:
         text = path.read_text()
     except FileNotFoundError:
         raise RunConfigError(f"{path}: file not found") from None
-    loader = _UniqueKeyLoader(text)
+    loader = _ModelsLoader(text)
     loader.name = str(path)
     try:
         return loader.get_single_data() or {}
@@ -150,7 +198,78 @@ def _models_error(error: jsonschema.ValidationError) -> str:
     return f"{'.'.join(str(part) for part in path) or 'top level'}: {error.message}"
 
 
-def load_runs(models_path: str | Path, run_schema_path: str | Path, models_schema_path: str | Path) -> list[Run]:
+def canonical(value, schema: dict):
+    """`value` cast to the type its schema names, so that equal settings have one spelling.
+
+    A run's parameters are its identity (Snakemake compares their text to decide what retrains):
+    90 and 90.0 of a number field, or 8.0 and 8 of an integer field, must give the same run.
+    """
+    kind = schema.get("type")
+    if kind == "number":
+        return float(value)
+    if kind == "integer":
+        return int(value)
+    if kind == "array":
+        return [canonical(item, schema.get("items", {})) for item in value]
+    return value
+
+
+def canonical_params(params: dict, run_schema: dict) -> dict:
+    """The run's parameters, keys sorted and values in their schema types (see `canonical`)."""
+    properties = run_schema["properties"]
+    return {name: canonical(params[name], properties.get(name, {})) for name in sorted(params)}
+
+
+def _check_finite(params: dict, where: str) -> None:
+    """JSON Schema's `number` admits NaN and infinity, which no setting means."""
+    for name, value in params.items():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(item, float) and not math.isfinite(item) for item in values):
+            raise RunConfigError(f"{where}, field '{name}': {value!r} is not a finite number")
+
+
+def count_runs(entries: dict, defaults: dict) -> int:
+    """How many runs the entries ask for, read before any is built, so a typo fails fast."""
+    total = 0
+    for overrides in entries.values():
+        replicates = (overrides or {}).get("replicates", defaults.get("replicates", 1))
+        # The schema takes 1e3 or 3.0 as a whole number, so they count as such here.
+        if isinstance(replicates, float) and replicates.is_integer():
+            replicates = int(replicates)
+        if isinstance(replicates, int) and not isinstance(replicates, bool) and replicates > 0:
+            total += replicates
+    return total
+
+
+def check_run_count(count: int, max_runs: int, where: str, what: str) -> None:
+    if count > max_runs:
+        raise RunConfigError(
+            f"{where}: {what} ask for {count} training runs (entries x replicates), more than "
+            f"max_runs = {max_runs}; check for a typo, or raise max_runs in config/config.yaml"
+        )
+
+
+def resolve_entry(entry: str, overrides: dict, defaults: dict, run_schema: dict, where: str,
+                  sweep: str | None = None, varied: dict | None = None) -> list[Run]:
+    """One entry's runs: defaults and overrides merged, checked, made canonical, one per replicate."""
+    params = {**defaults, **(overrides or {})}
+    _check_finite(params, where)
+    _validate(params, run_schema, where)
+    try:
+        check_layers(params)
+    except LayerError as error:
+        raise RunConfigError(f"{where}, field '{error.field}': {error}") from None
+    params = canonical_params({**OPTIONAL_DEFAULTS, **params}, run_schema)
+    runs = []
+    for replicate in range(1, params["replicates"] + 1):
+        run_params = {k: v for k, v in params.items() if k not in NOT_TRAINING_PARAMS}
+        run_params["seed"] = params["seed"] + replicate - 1
+        runs.append(Run(entry=entry, replicate=replicate, params=run_params, sweep=sweep, varied=varied or {}))
+    return runs
+
+
+def load_runs(models_path: str | Path, run_schema_path: str | Path, models_schema_path: str | Path,
+              max_runs: int = DEFAULT_MAX_RUNS) -> list[Run]:
     """Every run of the models file, replicates expanded, in file order."""
     models = read_yaml(models_path)
     run_schema = read_yaml(run_schema_path)
@@ -162,26 +281,37 @@ def load_runs(models_path: str | Path, run_schema_path: str | Path, models_schem
 
     defaults = models.get("defaults") or {}
     partial_schema = {key: value for key, value in run_schema.items() if key != "required"}
+    _check_finite(defaults, f"{models_path}: defaults")
     _validate(defaults, partial_schema, f"{models_path}: defaults")
 
+    entries = models.get("runs") or {}
+    handwritten = count_runs(entries, defaults)
+    check_run_count(handwritten, max_runs, str(models_path), "the runs")
+    try:
+        sweep_entries = expand_sweeps(
+            models.get("sweeps"), str(models_path), max_runs, list(run_schema["properties"]),
+            runs_before=handwritten,
+            default_replicates=defaults.get("replicates", 1),
+            field_types={name: spec.get("type") for name, spec in run_schema["properties"].items()},
+        )
+        check_no_clash(sweep_entries, entries, str(models_path))
+    except SweepError as error:
+        raise RunConfigError(str(error)) from None
+
     runs = []
-    for entry, overrides in models["runs"].items():
+    for entry, overrides in entries.items():
         where = f"{models_path}: run '{entry}'"
         try:
-            check_name(str(entry))
+            check_name(entry)
         except ValueError as error:
             raise RunConfigError(f"{where}: {error}") from None
-        params = {**defaults, **(overrides or {})}
-        _validate(params, run_schema, where)
-        try:
-            check_layers(params)
-        except LayerError as error:
-            raise RunConfigError(f"{where}, field '{error.field}': {error}") from None
-        params = {**params, **{k: v for k, v in OPTIONAL_DEFAULTS.items() if k not in params}}
-        for replicate in range(1, params["replicates"] + 1):
-            run_params = {k: v for k, v in params.items() if k not in NOT_TRAINING_PARAMS}
-            run_params["seed"] = params["seed"] + replicate - 1
-            runs.append(Run(entry=str(entry), replicate=replicate, params=run_params))
+        runs.extend(resolve_entry(entry, overrides, defaults, run_schema, where))
+    for sweep_entry in sweep_entries:
+        where = f"{models_path}: sweep '{sweep_entry.sweep}', combination {sweep_entry.label}"
+        runs.extend(resolve_entry(sweep_entry.name, sweep_entry.overrides, defaults, run_schema, where,
+                                  sweep=sweep_entry.sweep, varied=sweep_entry.varied))
+    if not runs:
+        raise RunConfigError(f"{models_path}: no runs; add an entry under runs: or a sweep under sweeps:")
     return runs
 
 

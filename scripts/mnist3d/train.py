@@ -1,5 +1,8 @@
 """Trains one run and writes its model, history, test predictions and metrics.
 
+A run resumes from its checkpoint (mnist3d.checkpoint) and saves its model with stock Keras layers
+only (mnist3d.model.stock_copy), so plain Keras loads it.
+
 TensorFlow is imported inside the functions: this module is importable where only NumPy is.
 """
 
@@ -7,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import platform
+import shutil
 import time
 import traceback
 from dataclasses import dataclass
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist3d import prepare
+from mnist3d import checkpoint, prepare
 from mnist3d.atomic import atomic_path, write_json
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate")
@@ -51,30 +55,41 @@ def compile_model(model, params: dict, steps_per_epoch: int) -> None:
     )
 
 
-def make_callbacks(params: dict, recorder) -> list:
+def make_callbacks(params: dict, history) -> tuple[list, object, object]:
+    """The run's callbacks, and its EarlyStopping and ReduceLROnPlateau (None when not asked for)."""
     import keras
 
-    callbacks = [recorder, keras.callbacks.TerminateOnNaN()]
+    early_stopping = plateau = None
     if params["early_stopping_patience"]:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=params["early_stopping_patience"], restore_best_weights=True
-            )
+        early_stopping = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=params["early_stopping_patience"], restore_best_weights=True
         )
     if params["lr_schedule"] == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2))
-    return callbacks
+        plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2)
+    callbacks = [history, keras.callbacks.TerminateOnNaN(), early_stopping, plateau]
+    return [callback for callback in callbacks if callback is not None], early_stopping, plateau
 
 
-def history_recorder(log, total_epochs: int, steps_per_epoch: int):
-    """A callback that keeps one row per epoch (with its wall time) and logs progress as it goes."""
+def history_logger(path: Path, rows: list[dict], log, total_epochs: int, steps_per_epoch: int):
+    """Keras' CSVLogger, one row per epoch in HISTORY_COLUMNS (epochs counted from 1, with wall time
+    and the learning rate the epoch started with), that also keeps the rows and logs progress.
+
+    `path` is the live history beside the run's checkpoint: at the start of `fit` it is rewritten
+    with the `rows` of a resumed run (so a row written after the last checkpoint goes), and
+    CSVLogger appends to it from there. The run's history.csv is a copy of it, made at the end.
+    """
     import keras
 
-    class HistoryRecorder(keras.callbacks.Callback):
+    class HistoryLogger(keras.callbacks.CSVLogger):
         def __init__(self):
-            super().__init__()
-            self.rows: list[dict] = []
+            super().__init__(str(path), append=True)
+            self.rows = list(rows)
             self.report_every = max(1, steps_per_epoch // 4)
+
+        def on_train_begin(self, logs=None):
+            write_history(path, self.rows)
+            super().on_train_begin(logs)
+            self.keys = list(HISTORY_COLUMNS[1:])
 
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.perf_counter()
@@ -94,13 +109,14 @@ def history_recorder(log, total_epochs: int, steps_per_epoch: int):
                 "learning_rate": self.learning_rate,
             }
             self.rows.append(row)
+            super().on_epoch_end(epoch + 1, {name: row[name] for name in HISTORY_COLUMNS[1:]})
             log(
                 f"epoch {row['epoch']}/{total_epochs} in {row['seconds']:.1f} s: loss {row['loss']:.4f}, "
                 f"accuracy {row['accuracy']:.4f}, val_loss {row['val_loss']:.4f}, "
                 f"val_accuracy {row['val_accuracy']:.4f}"
             )
 
-    return HistoryRecorder()
+    return HistoryLogger()
 
 
 def write_history(path: Path, rows: list[dict]) -> None:
@@ -168,11 +184,16 @@ def environment() -> dict:
 
 
 def train_run(run_id: str, params: dict, prepared_path: Path, paths: RunPaths, threads: int,
-              record_failure: bool = True, log=print) -> dict:
-    """Train, evaluate and write every output of one run; returns its metrics.
+              checkpoint_dir: Path | None = None, training_code: str = "", record_failure: bool = True,
+              retries_left: int = 0, gpu_slot: str | None = None, log=print) -> dict:
+    """Train (resuming from `checkpoint_dir` when it holds this run's checkpoint), evaluate and write
+    every output of one run; returns its metrics. The checkpoint goes once the outputs are written.
+    Snakemake deletes the outputs of a job it did not see finish, so the workflow keeps checkpoints
+    elsewhere (mnist3d.checkpoint.run_directory); without one, a directory beside the outputs.
 
     With `record_failure`, an error while building, training or evaluating the model is written as a
-    failed run (the report shows it) rather than raised, so one bad run does not cost the others.
+    failed run (the report shows it) rather than raised, so one bad run does not cost the others;
+    but while Snakemake will still retry the job (`retries_left`), it is raised, so the retry runs.
     """
     from mnist3d import model as model_lib
     from mnist3d import pipeline
@@ -182,56 +203,94 @@ def train_run(run_id: str, params: dict, prepared_path: Path, paths: RunPaths, t
     entry, replicate = run_id.rsplit("/rep", 1)
     metrics = {
         "run": run_id, "entry": entry, "replicate": int(replicate), "status": "ok", "error": None,
-        "params": params, "seed": params["seed"], "dataset": str(data["source"]),
+        "params": params, "seed": params["seed"], "dataset": str(data["source"]), "gpu_slot": gpu_slot,
         **environment(),
     }
     log(f"run {run_id}: {len(data['y_train'])} training, {len(data['y_val'])} validation, "
         f"{len(data['y_test'])} test grids; {metrics['device']}, {threads} threads")
-    steps_per_epoch = -(-len(data["y_train"]) // params["batch_size"])
-    recorder = history_recorder(log, params["epochs"], steps_per_epoch)
+    checkpoint_dir = Path(checkpoint_dir or paths.model.parent / "checkpoint")
+    steps_per_epoch = pipeline.steps_per_epoch(len(data["y_train"]), params["batch_size"])
+    resumed = checkpoint.load(checkpoint_dir, params, training_code, log)
+    history = history_logger(checkpoint_dir / "history.csv", resumed.rows if resumed else [], log,
+                             params["epochs"], steps_per_epoch)
     network = None
     try:
         network = model_lib.build_model(params, params["implementation"])
         compile_model(network, params, steps_per_epoch)
         metrics["parameter_count"] = int(network.count_params())
-        train_data = pipeline.make_dataset(
-            data["x_train"], data["y_train"], params["batch_size"], shuffle=True, seed=params["seed"],
-            augment=_augmentation(params),
+        if resumed is not None and not checkpoint.restore_model(network, resumed, log):
+            resumed, history.rows = None, []
+        first_epoch = 0
+        if resumed is not None:
+            # A run stopped early resumes with no epoch left: fit then only restores the best weights.
+            first_epoch = params["epochs"] if resumed.stopped else resumed.epoch
+            log(f"resumed from epoch {resumed.epoch} of {params['epochs']} ({resumed.path})")
+        callbacks, early_stopping, plateau = make_callbacks(params, history)
+        callbacks.append(checkpoint.epoch_checkpointer(
+            checkpoint_dir, params, training_code, history, early_stopping, plateau, resumed))
+        train_data = pipeline.make_training_dataset(
+            data["x_train"], data["y_train"], params["batch_size"], seed=params["seed"],
+            first_epoch=first_epoch, epochs=params["epochs"], augment=_augmentation(params),
         )
         validation_data = pipeline.make_dataset(
             data["x_val"], data["y_val"], EVALUATION_BATCH, shuffle=False, seed=params["seed"]
         )
-        started = time.perf_counter()
         network.fit(train_data, validation_data=validation_data, epochs=params["epochs"],
-                    callbacks=make_callbacks(params, recorder), shuffle=False, verbose=0)
-        metrics["training_seconds"] = time.perf_counter() - started
-        if not recorder.rows or not np.isfinite(recorder.rows[-1]["loss"]):
+                    initial_epoch=first_epoch, steps_per_epoch=steps_per_epoch,
+                    callbacks=callbacks, shuffle=False, verbose=0)
+        if not history.rows or not np.isfinite(history.rows[-1]["loss"]):
             raise FloatingPointError("the training loss became NaN or infinite; try a lower learning_rate")
+        # Evaluate the model that is saved, built from stock layers, so that what a user loads from
+        # model.keras predicts exactly what predictions.npz records.
+        stock = model_lib.stock_copy(network, params)
+        # Saved before compiling (the file holds no optimizer), beside the checkpoint: outputs are
+        # written last, together, so a kill leaves none of them behind for Snakemake to find.
+        saved_model = checkpoint_dir / "model.keras"
+        with atomic_path(saved_model) as temporary:
+            stock.save(temporary)
+        # No XLA: a loaded model.keras, uncompiled, predicts without it.
+        stock.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
         test_data = pipeline.make_dataset(
             data["x_test"], data["y_test"], EVALUATION_BATCH, shuffle=False, seed=params["seed"]
         )
-        metrics["test_loss"], _ = (float(value) for value in network.evaluate(test_data, verbose=0))
-        probabilities = network.predict(test_data, verbose=0)
+        metrics["test_loss"], _ = (float(value) for value in stock.evaluate(test_data, verbose=0))
+        probabilities = stock.predict(test_data, verbose=0)
     except Exception as error:
-        if not record_failure:
-            raise
-        log(f"run {run_id} FAILED:\n{traceback.format_exc()}")
-        _write_failure(paths, metrics, recorder.rows, network, error, log)
-        return metrics
+        if record_failure and retries_left <= 0:
+            log(f"run {run_id} FAILED:\n{traceback.format_exc()}")
+            _write_failure(paths, metrics, history, network, error, log)
+            return metrics
+        if record_failure:
+            log(f"run {run_id}: this attempt failed; Snakemake retries it {retries_left} more time(s), "
+                "from its checkpoint when it has one, and records the failure if the last attempt fails too")
+        raise
 
     y_pred = probabilities.argmax(axis=1)
     metrics.update(evaluation_metrics(data["y_test"], y_pred, data["test_rotated"]))
-    metrics["epochs_run"] = len(recorder.rows)
-    metrics["best_epoch"] = _best_epoch(recorder.rows, params)
-    metrics["samples_per_second"] = len(data["y_train"]) * len(recorder.rows) / metrics["training_seconds"]
+    metrics["epochs_run"] = len(history.rows)
+    metrics["best_epoch"] = early_stopping.best_epoch + 1 if early_stopping is not None else len(history.rows)
+    # Wall time of the epochs, those before a resume included.
+    metrics["training_seconds"] = sum(row["seconds"] for row in history.rows)
+    metrics["samples_per_second"] = len(data["y_train"]) * len(history.rows) / metrics["training_seconds"]
     with atomic_path(paths.model) as temporary:
-        network.save(temporary)
-    write_history(paths.history, recorder.rows)
+        shutil.copyfile(saved_model, temporary)
+    _copy_history(history, paths.history)
     write_predictions(paths.predictions, data["y_test"], probabilities, data["test_rotated"])
     write_json(paths.metrics, metrics)
+    checkpoint.remove(checkpoint_dir)
     log(f"run {run_id}: test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs_run']} epochs "
         f"in {metrics['training_seconds']:.0f} s ({metrics['samples_per_second']:.0f} samples/s)")
     return metrics
+
+
+def _copy_history(history, path: Path) -> None:
+    """history.csv: the CSVLogger's live file, or the rows alone when training never started."""
+    live = Path(history.filename)
+    if not live.exists():
+        write_history(path, history.rows)
+        return
+    with atomic_path(path) as temporary:
+        shutil.copyfile(live, temporary)
 
 
 def _augmentation(params: dict):
@@ -242,15 +301,9 @@ def _augmentation(params: dict):
     return augment.random_rotation(params["rotation_augmentation"], seed=params["seed"])
 
 
-def _best_epoch(rows: list[dict], params: dict) -> int:
-    """The epoch whose weights the saved model holds."""
-    if params["early_stopping_patience"]:
-        return int(min(rows, key=lambda row: row["val_loss"])["epoch"])
-    return len(rows)
-
-
-def _write_failure(paths: RunPaths, metrics: dict, rows: list[dict], network, error: Exception, log) -> None:
-    metrics.update(status="failed", error=f"{type(error).__name__}: {error}", epochs_run=len(rows))
+def _write_failure(paths: RunPaths, metrics: dict, history, network, error: Exception, log) -> None:
+    """Record a failed run. Its checkpoint stays: the retry command resumes it from there."""
+    metrics.update(status="failed", error=f"{type(error).__name__}: {error}", epochs_run=len(history.rows))
     for name in ("test_accuracy", "test_loss", "test_accuracy_unrotated", "test_accuracy_rotated",
                  "training_seconds", "best_epoch", "samples_per_second"):
         metrics.setdefault(name, None)
@@ -261,7 +314,7 @@ def _write_failure(paths: RunPaths, metrics: dict, rows: list[dict], network, er
         # written even when there is no model to save: empty then.
         if network is None or not _saved(network, temporary, log):
             temporary.write_bytes(b"")
-    write_history(paths.history, rows)
+    _copy_history(history, paths.history)
     write_predictions(paths.predictions, [], np.zeros((0, CLASSES)), [])
     write_json(paths.metrics, metrics)
 

@@ -10,18 +10,9 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import colormaps
 
+from mnist3d.confusion import CLASSES, rotation_known
 from mnist3d.metrics import best_run, read_table
-from mnist3d.plots import (
-    CLASSES,
-    FAILED_COLOUR,
-    INK,
-    MUTED,
-    message_figure,
-    new_figure,
-    rotation_known,
-    save,
-    styled,
-)
+from mnist3d.plotstyle import FAILED_COLOUR, INK, MUTED, message_figure, new_figure, save, styled
 
 # Cells below this share of the grid's maximum are left empty: they are single stray points.
 THRESHOLD = 0.12
@@ -158,8 +149,9 @@ def misclassified_figure(x_test, predictions, run: str | None, count: int = 10):
     return figure
 
 
-def plot_digits_files(prepared_path, table_path, run_ids: list[str], predictions_paths, outputs: dict,
-                      log=print) -> None:
+def plot_digits_files(
+    prepared_path, table_path, run_ids: list[str], predictions_paths, outputs: dict, log=print
+) -> None:
     """'examples' from the prepared test set and 'misclassified' of the best run in results/metrics.csv.
 
     `run_ids` and `predictions_paths` are in the same order (every run of the models file). Each

@@ -1,0 +1,18 @@
+# Not a target of `all`: ask for it, e.g.
+#   snakemake results/classified/best/rep1/mine.csv --config classify_file=mine.h5
+rule classify:
+    input:
+        model=f"{RUN_DIR}/model.keras",
+        metrics=f"{RUN_DIR}/metrics.json",
+        grids=classify_file,
+    output:
+        "results/classified/{entry}/rep{replicate}/{name}.csv",
+    log:
+        "logs/classify/{entry}/rep{replicate}/{name}.log",
+    conda:
+        "../envs/tensorflow.yaml"
+    params:
+        # Which dataset of the file; unset: the only one of grids, else X_test.
+        dataset=config.get("classify_dataset"),
+    script:
+        "../scripts/classify_grids.py"

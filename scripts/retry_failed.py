@@ -1,0 +1,73 @@
+"""Retrain every failed run, and only those: `python3 scripts/retry_failed.py [snakemake options]`.
+
+A run whose training raised is recorded as failed (its metrics.json says "status": "failed") and
+counts as done for Snakemake, so that the other runs go on and the report shows it. This finds those
+runs under results/runs, keeps those that the workflow (with the same options: models file, targets) still holds, as
+`snakemake --summary` lists them, and runs `snakemake [options] --forcerun <their metrics.json>`:
+Snakemake trains them again (from their checkpoints, when they had finished epochs) and redoes what
+depends on them (tables, plots, report). Failed runs no longer in the models file are left alone
+(Snakemake would refuse to plan them). Options go to Snakemake as they are, e.g. `--cores 4`,
+`-n` for a dry run, `--configfile config/test/config.yaml`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+RUNS = Path("results/runs")
+
+
+def failed_runs(runs: Path = RUNS) -> list[Path]:
+    """The metrics.json of every run under `runs` recorded as failed, sorted."""
+    failed = []
+    for path in sorted(runs.glob("*/rep*/metrics.json")):
+        try:
+            status = json.loads(path.read_text()).get("status")
+        except (OSError, ValueError):
+            continue  # being written or broken: Snakemake decides about it
+        if status == "failed":
+            failed.append(path)
+    return failed
+
+
+def workflow_metrics(options: list[str]) -> set[Path]:
+    """The metrics.json files of the training runs in the workflow that `options` describe."""
+    result = subprocess.run([sys.executable, "-m", "snakemake", *options, "--summary"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(result.returncode)
+    files = set()
+    for line in result.stdout.splitlines():
+        fields = line.split("\t")
+        if len(fields) > 2 and fields[2] == "train" and fields[0].endswith("/metrics.json"):
+            files.add(Path(fields[0]))
+    return files
+
+
+def command(options: list[str], failed: list[Path]) -> list[str]:
+    # The options first: --forcerun takes every word after it, so it goes last.
+    return [sys.executable, "-m", "snakemake", *options, "--forcerun", *map(str, failed)]
+
+
+def main(options: list[str]) -> int:
+    failed = failed_runs()
+    if failed:
+        in_workflow = workflow_metrics(options)
+        gone = [path for path in failed if path not in in_workflow]
+        if gone:
+            print("left alone, not runs of the current models file: "
+                  + ", ".join(str(path.parent.relative_to(RUNS)) for path in gone))
+        failed = [path for path in failed if path in in_workflow]
+    if not failed:
+        print(f"no failed run of this workflow under {RUNS}: nothing to retry")
+        return 0
+    print(f"retrying {len(failed)} failed run(s): " + ", ".join(str(path.parent.relative_to(RUNS)) for path in failed))
+    return subprocess.call(command(options, failed))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

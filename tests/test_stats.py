@@ -1,0 +1,270 @@
+"""mnist3d.stats against hand-computed values and against scipy called directly."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from mnist3d import stats
+
+Z95 = 1.959963984540054  # the 97.5 % point of the standard normal
+
+
+def wilson_by_hand(successes: int, n: int) -> tuple[float, float]:
+    p = successes / n
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 / (1 + Z95**2 / n) * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n**2))
+    return centre - half, centre + half
+
+
+def test_wilson_170_of_200_by_the_formula_and_by_scipy():
+    low, high = stats.wilson_interval(170 / 200, 200)
+    assert (low, high) == pytest.approx(wilson_by_hand(170, 200), abs=1e-12)
+    assert (low, high) == pytest.approx((0.79395, 0.89286), abs=1e-5)  # worked on paper
+    scipy_ci = scipy_stats.binomtest(170, 200).proportion_ci(0.95, method="wilson")
+    assert (low, high) == pytest.approx((scipy_ci.low, scipy_ci.high), abs=1e-12)
+
+
+@pytest.mark.parametrize("successes,n", [(0, 50), (50, 50), (1, 7), (1843, 2000)])
+def test_wilson_matches_scipy_at_the_edges(successes, n):
+    low, high = stats.wilson_interval(successes / n, n)
+    scipy_ci = scipy_stats.binomtest(successes, n).proportion_ci(0.95, method="wilson")
+    assert (low, high) == pytest.approx((scipy_ci.low, scipy_ci.high), abs=1e-12)
+    assert 0 <= low <= successes / n + 1e-12 and successes / n - 1e-12 <= high <= 1
+    assert high - low > 0  # not empty at 0 % or 100 %
+
+
+def test_wilson_without_a_test_set_is_empty():
+    for accuracy, samples in [(0.8, 0), (0.8, None), (math.nan, 200), (None, 200), (0.8, math.nan)]:
+        assert all(math.isnan(value) for value in stats.wilson_interval(accuracy, samples))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        stats.wilson_interval(1.2, 100)
+
+
+def test_t_interval_by_hand_and_by_scipy():
+    values = [0.81, 0.84, 0.78, 0.80]
+    mean, sd = np.mean(values), np.std(values, ddof=1)
+    # t(0.975, 3) = 3.182446305284263 from a t table
+    by_hand = (mean - 3.182446305284263 * sd / 2, mean + 3.182446305284263 * sd / 2)
+    assert stats.t_interval(values) == pytest.approx(by_hand, abs=1e-9)
+    scipy_ci = scipy_stats.t.interval(0.95, 3, loc=mean, scale=scipy_stats.sem(values))
+    assert stats.t_interval(values) == pytest.approx(scipy_ci, abs=1e-12)
+
+
+def test_t_interval_ignores_nan_and_needs_two_values():
+    assert stats.t_interval([0.8, math.nan, 0.7]) == pytest.approx(stats.t_interval([0.8, 0.7]))
+    assert all(math.isnan(value) for value in stats.t_interval([0.8, math.nan]))
+    assert all(math.isnan(value) for value in stats.t_interval([]))
+
+
+def test_t_interval_of_identical_replicates_has_no_width_and_stays_in_0_1():
+    low, high = stats.t_interval([0.8, 0.8, 0.8])
+    assert low == high == pytest.approx(0.8)
+    low, high = stats.t_interval([0.9, 0.99])
+    assert high == 1.0 and 0 <= low < 0.9
+
+
+def test_welch_matches_scipy():
+    rng = np.random.default_rng(3)
+    for size_a, size_b in [(3, 3), (3, 5), (6, 4)]:
+        a, b = rng.normal(0.8, 0.02, size_a), rng.normal(0.78, 0.05, size_b)
+        expected = scipy_stats.ttest_ind(a, b, equal_var=False).pvalue
+        assert stats.welch_p_value(a, b) == pytest.approx(expected, rel=1e-10)
+
+
+def test_welch_by_hand():
+    a, b = [0.80, 0.82, 0.84], [0.70, 0.75, 0.80]
+    # means 0.82 and 0.75, variances 0.0004 and 0.0025: t = 0.07 / sqrt(0.0029 / 3) = 2.2514,
+    # df = (0.0029/3)^2 / ((0.0004/3)^2/2 + (0.0025/3)^2/2) = 2.6240
+    t, df = 0.07 / math.sqrt(0.0029 / 3), (0.0029 / 3) ** 2 / ((0.0004 / 3) ** 2 / 2 + (0.0025 / 3) ** 2 / 2)
+    assert t == pytest.approx(2.2514, abs=1e-4) and df == pytest.approx(2.6240, abs=1e-4)
+    assert stats.welch_p_value(a, b) == pytest.approx(2 * scipy_stats.t.sf(t, df), rel=1e-10)
+
+
+def test_welch_with_no_spread_on_either_side_is_undefined():
+    # scipy reports p ~ 1e-59 here: its variance of [0.8, 0.8, 0.8] is a rounding error, not zero.
+    assert math.isnan(stats.welch_p_value([0.8, 0.8, 0.8], [0.7, 0.7, 0.7]))
+    assert math.isnan(stats.welch_p_value([0.8, 0.8, 0.8], [0.8, 0.8, 0.8]))
+
+
+def test_welch_with_one_side_constant_uses_the_other_sides_spread():
+    a, b = [0.8, 0.8, 0.8], [0.70, 0.75, 0.80]
+    t, df = 0.05 / math.sqrt(0.0025 / 3), 2
+    assert stats.welch_p_value(a, b) == pytest.approx(2 * scipy_stats.t.sf(t, df), rel=1e-10)
+
+
+def test_welch_ignores_nan_and_needs_two_values_each():
+    assert stats.welch_p_value([0.8, 0.81, math.nan, 0.79], [0.7, 0.72, 0.71]) == pytest.approx(
+        scipy_stats.ttest_ind([0.8, 0.81, 0.79], [0.7, 0.72, 0.71], equal_var=False).pvalue
+    )
+    assert math.isnan(stats.welch_p_value([0.8], [0.7, 0.72]))
+
+
+def test_mcnemar_by_hand_and_by_scipy():
+    # 2 grids only a gets right, 8 only b: p = 2 * (C(10,0) + C(10,1) + C(10,2)) / 2^10 = 112 / 1024
+    correct_a = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0], dtype=bool)
+    correct_b = np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0], dtype=bool)
+    assert stats.discordant_pairs(correct_a, correct_b) == (2, 8)
+    assert stats.mcnemar_p_value(2, 8) == pytest.approx(112 / 1024, rel=1e-12)
+    assert stats.mcnemar_p_value(2, 8) == pytest.approx(scipy_stats.binomtest(2, 10, 0.5).pvalue, rel=1e-12)
+    assert stats.mcnemar_p_value(8, 2) == stats.mcnemar_p_value(2, 8)
+
+
+def test_mcnemar_without_discordant_pairs_is_1():
+    assert stats.mcnemar_p_value(0, 0) == 1.0
+    with pytest.raises(ValueError, match="differ in length"):
+        stats.discordant_pairs([True, False], [True])
+
+
+@pytest.mark.parametrize(
+    "p,text",
+    [(0.41, "p = 0.41"), (0.003, "p = 0.003"), (0.0004, "p < 0.001"), (1.0, "p = 1"), (0.0499, "p < 0.05"),
+     (0.05, "p = 0.05"), (0.0123, "p = 0.012")],
+)
+def test_format_p(p, text):
+    assert stats.format_p(p) == text
+
+
+def predictions(y_true, correct):
+    """(y_true, y_pred) with y_pred right exactly where `correct` says."""
+    y_true = np.asarray(y_true)
+    return y_true, np.where(np.asarray(correct, dtype=bool), y_true, (y_true + 1) % 10)
+
+
+Y = np.arange(40) % 10
+
+
+def test_compare_uses_welch_when_both_have_three_replicates():
+    accuracies = {"best": np.array([0.85, 0.86, 0.84]), "other": np.array([0.70, 0.72, 0.71, math.nan])}
+    result = stats.compare_with_best("other", "best", accuracies, {})
+    expected = scipy_stats.ttest_ind([0.85, 0.86, 0.84], [0.70, 0.72, 0.71], equal_var=False).pvalue
+    assert result["vs_best_test"] == "welch" and result["vs_best_p_value"] == pytest.approx(expected)
+    assert not result["tied_with_best"]
+    assert result["verdict"] == f"below the best ({stats.format_p(expected)}, Welch)"
+
+
+def test_compare_uses_mcnemar_on_the_best_runs_below_three_replicates():
+    accuracies = {"best": np.array([0.9, 0.8, 0.85]), "other": np.array([0.7, 0.75])}
+    best_runs = {"best": predictions(Y, np.arange(40) < 30), "other": predictions(Y, np.arange(40) < 25)}
+    result = stats.compare_with_best("other", "best", accuracies, best_runs)
+    p = scipy_stats.binomtest(5, 5, 0.5).pvalue  # the 5 grids 25..29 only the best gets right
+    assert result == {"vs_best_test": "mcnemar", "vs_best_p_value": pytest.approx(p), "tied_with_best": True,
+                      "verdict": f"tied with the best ({stats.format_p(p)}, McNemar)"}
+
+
+def test_identical_predictions_are_tied_with_p_1():
+    accuracies = {"best": np.array([0.75]), "twin": np.array([0.75])}
+    same = predictions(Y, np.arange(40) % 4 != 0)
+    result = stats.compare_with_best("twin", "best", accuracies, {"best": same, "twin": same})
+    assert result["vs_best_p_value"] == 1.0 and result["tied_with_best"]
+    assert result["verdict"] == "tied with the best (p = 1, McNemar)"
+
+
+def test_replicates_without_spread_fall_back_to_mcnemar():
+    accuracies = {"best": np.array([0.9, 0.9, 0.9]), "other": np.array([0.5, 0.5, 0.5])}
+    best_runs = {"best": predictions(Y, np.arange(40) < 36), "other": predictions(Y, np.arange(40) < 20)}
+    result = stats.compare_with_best("other", "best", accuracies, best_runs)
+    assert result["vs_best_test"] == "mcnemar"
+    assert result["vs_best_p_value"] == pytest.approx(scipy_stats.binomtest(16, 16, 0.5).pvalue)
+    assert result["verdict"].startswith("below the best (p < 0.001, McNemar")
+
+
+def test_a_better_best_run_of_a_lower_entry_is_reported_above():
+    accuracies = {"best": np.array([0.8, 0.8]), "other": np.array([0.95, 0.4])}
+    best_runs = {"best": predictions(Y, np.arange(40) < 20), "other": predictions(Y, np.arange(40) < 38)}
+    result = stats.compare_with_best("other", "best", accuracies, best_runs)
+    assert not result["tied_with_best"] and result["verdict"].startswith("above the best on its best run (p < 0.001")
+
+
+def test_untestable_comparisons_say_why():
+    accuracies = {"best": np.array([0.8]), "other": np.array([0.7]), "broken": np.array([math.nan, math.nan])}
+    best = predictions(Y, np.arange(40) < 32)
+    shuffled = predictions(Y[::-1], np.arange(40) < 28)
+    assert stats.compare_with_best("other", "best", accuracies, {"best": best, "other": shuffled})["verdict"] == (
+        "not compared (different test grids)"
+    )
+    missing = stats.compare_with_best("other", "best", accuracies, {"best": best})
+    assert missing == {"vs_best_test": "", "vs_best_p_value": pytest.approx(math.nan, nan_ok=True),
+                       "tied_with_best": False, "verdict": "not compared (no test predictions)"}
+    assert stats.compare_with_best("broken", "best", accuracies, {})["verdict"] == "no finished run"
+    assert stats.compare_with_best("absent", None, {}, {})["verdict"] == "no finished run"
+    best_itself = stats.compare_with_best("best", "best", accuracies, {})
+    assert best_itself["verdict"] == "best" and best_itself["tied_with_best"] and best_itself["vs_best_test"] == ""
+
+
+def test_entry_interval_by_number_of_finished_replicates():
+    assert stats.entry_interval([0.8, 0.82, math.nan], (0.1, 0.2)) == stats.t_interval([0.8, 0.82])
+    assert stats.entry_interval([0.8, math.nan], (0.7, 0.9)) == (0.7, 0.9)
+    assert all(math.isnan(value) for value in stats.entry_interval([math.nan], None))
+
+
+def test_rank_breaks_ties_on_loss_then_order_and_puts_missing_last():
+    frame = pd.DataFrame(
+        {"name": list("abcdef"), "acc": [0.8, math.nan, 0.9, 0.8, 0.8, 0.9], "loss": [0.5, 0.1, 0.7, 0.4, 0.4, 0.7]}
+    )
+    assert stats.rank(frame, "acc", "loss")["name"].tolist() == ["c", "f", "d", "e", "a", "b"]
+
+
+def entry_rows(rows):
+    columns = ["entry", "replicates_ok", "test_accuracy_mean", "test_loss_mean", "test_accuracy_ci_low",
+               "test_accuracy_ci_high", "vs_best_test", "vs_best_p_value", "tied_with_best", "verdict"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_headline_names_the_tied_entries_and_the_tests_used():
+    entries = entry_rows(
+        [
+            ["narrow", 3, 0.80, 0.6, 0.77, 0.83, "welch", 0.41, True, "tied with the best (p = 0.41, Welch)"],
+            ["wide", 3, 0.82, 0.5, 0.80, 0.84, "", math.nan, True, "best"],
+            ["tiny", 1, 0.60, 0.9, 0.53, 0.67, "mcnemar", 0.0001, False, "below the best (p < 0.001, McNemar)"],
+            ["dead", 0, math.nan, math.nan, math.nan, math.nan, "", math.nan, False, "no finished run"],
+            ["other", 1, 0.7, 0.8, 0.6, 0.8, "", math.nan, False, "not compared (different test grids)"],
+        ]
+    )
+    facts = stats.headline(entries)
+    assert facts["best_entry"] == "wide" and facts["best_mean"] == 0.82 and facts["best_interval"] == "t"
+    assert (facts["best_ci_low"], facts["best_ci_high"], facts["best_replicates"]) == (0.80, 0.84, 3)
+    assert [item["entry"] for item in facts["tied"]] == ["narrow"]
+    assert facts["tied"][0] == {"entry": "narrow", "mean": 0.80, "p_value": 0.41, "test": "welch",
+                                "verdict": "tied with the best (p = 0.41, Welch)"}
+    assert [item["entry"] for item in facts["below"]] == ["tiny"] and facts["above"] == []
+    assert facts["not_compared"] == [{"entry": "other", "verdict": "not compared (different test grids)"}]
+    assert facts["no_finished_run"] == ["dead"]
+    assert facts["tests"] == ["welch", "mcnemar"] and facts["intervals"] == ["wilson", "t"]
+    assert facts["captions"][:4] == [stats.CAPTIONS[name] for name in ["wilson", "t", "welch", "mcnemar"]]
+    assert "not adjusted" in facts["captions"][-1]
+    assert facts["sentence"] == (
+        "wide has the highest mean test accuracy, 82.0 % (95 % CI 80.0-84.0 %, 3 replicates); "
+        "statistically tied with it: narrow (p = 0.41, Welch)."
+    )
+
+
+def test_headline_of_a_single_run_uses_wilson_and_no_test():
+    facts = stats.headline(entry_rows([["only", 1, 0.85, 0.4, 0.79, 0.89, "", math.nan, True, "best"]]))
+    assert facts["best_interval"] == "wilson" and facts["tests"] == [] and facts["intervals"] == ["wilson"]
+    assert facts["captions"] == [stats.CAPTIONS["wilson"]]
+    assert facts["sentence"].endswith("(95 % CI 79.0-89.0 %, 1 replicate).")
+
+
+def test_headline_when_nothing_finished():
+    facts = stats.headline(entry_rows([["dead", 0, math.nan, math.nan, math.nan, math.nan, "", math.nan, False,
+                                        "no finished run"]]))
+    assert facts["best_entry"] is None and facts["no_finished_run"] == ["dead"] and facts["captions"] == []
+    assert "No run finished" in facts["sentence"]
+
+
+def test_headline_mentions_an_entry_whose_best_run_beats_the_best():
+    entries = entry_rows(
+        [
+            ["steady", 2, 0.80, 0.5, 0.70, 0.90, "", math.nan, True, "best"],
+            ["lucky", 2, 0.78, 0.5, 0.20, 1.00, "mcnemar", 0.002, False,
+             "above the best on its best run (p = 0.002, McNemar)"],
+        ]
+    )
+    facts = stats.headline(entries)
+    assert [item["entry"] for item in facts["above"]] == ["lucky"] and facts["tied"] == facts["below"] == []
+    assert facts["sentence"].endswith("2 replicates); but the best run of lucky (p = 0.002, McNemar) beats its best run.")
