@@ -18,6 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from mnist3d import datacheck
 from mnist3d.atomic import atomic_path
 from mnist3d.model import CLASSES
 from mnist3d.steplog import UserError
@@ -37,32 +38,34 @@ def read_grids(path: str | Path, dataset: str | None = None) -> tuple[str, np.nd
     Without `dataset`: the file's only dataset of grids, or X_test when there are several.
     """
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: file not found (config classify_file)")
     try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise UserError(f"{path}: not a readable HDF5 file ({error})") from None
-    with handle:
-        candidates = sorted(name for name in handle if _is_grids(handle[name]))
-        if dataset is None:
-            if len(candidates) == 1 or (len(candidates) > 1 and "X_test" in candidates):
-                dataset = candidates[0] if len(candidates) == 1 else "X_test"
-            else:
-                found = ", ".join(f"{name} {handle[name].shape}" for name in sorted(handle)
-                                  if isinstance(handle[name], h5py.Dataset)) or "no dataset"
-                raise UserError(f"{path}: {'several' if candidates else 'no'} datasets of grids (N x 4096 or "
-                                f"N x 16 x 16 x 16); found {found}; name one with config classify_dataset")
-        if dataset not in candidates:
-            shape = handle[dataset].shape if dataset in handle else "missing"
-            raise UserError(f"{path}: dataset {dataset} ({shape}) is not N x 4096 or N x 16 x 16 x 16 grids")
-        x = handle[dataset][()].astype(np.float32).reshape(-1, 16, 16, 16, 1)
-        label_name = "y" + dataset[1:] if dataset.startswith("X") else None
-        labels = handle[label_name][()] if label_name and label_name in handle else None
+        with datacheck.open_h5(path) as handle:
+            dataset, x, labels = _grids_and_labels(path, handle, dataset)
+    except datacheck.DataError as error:
+        raise UserError(f"{error} (config classify_file)") from None
     if not np.all(np.isfinite(x)):
         raise UserError(f"{path}: {dataset} holds NaN or infinite values")
     if labels is not None and labels.shape != (len(x),):
         labels = None  # not one label per grid: classify without them
+    return dataset, x, labels
+
+
+def _grids_and_labels(path: Path, handle: h5py.File, dataset: str | None):
+    candidates = sorted(name for name in handle if _is_grids(handle[name]))
+    if dataset is None:
+        if len(candidates) == 1 or (len(candidates) > 1 and "X_test" in candidates):
+            dataset = candidates[0] if len(candidates) == 1 else "X_test"
+        else:
+            found = ", ".join(f"{name} {handle[name].shape}" for name in sorted(handle)
+                              if isinstance(handle[name], h5py.Dataset)) or "no dataset"
+            raise UserError(f"{path}: {'several' if candidates else 'no'} datasets of grids (N x 4096 or "
+                            f"N x 16 x 16 x 16); found {found}; name one with config classify_dataset")
+    if dataset not in candidates:
+        shape = handle[dataset].shape if dataset in handle else "missing"
+        raise UserError(f"{path}: dataset {dataset} ({shape}) is not N x 4096 or N x 16 x 16 x 16 grids")
+    x = handle[dataset][()].astype(np.float32).reshape(-1, 16, 16, 16, 1)
+    label_name = "y" + dataset[1:] if dataset.startswith("X") else None
+    labels = handle[label_name][()] if label_name and label_name in handle else None
     return dataset, x, labels
 
 

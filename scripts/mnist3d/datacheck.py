@@ -52,7 +52,7 @@ class DataFile:
 def load(path: str | Path) -> DataFile:
     """Every split of the file, checked, read in one opening of the file."""
     path = Path(path)
-    with _open(path) as handle:
+    with open_h5(path) as handle:
         splits = {split: _read_split(path, handle, split) for split in SPLITS}
         attributes = {key: _plain(value) for key, value in handle.attrs.items()}
     return DataFile(path, splits, attributes)
@@ -116,7 +116,7 @@ def _samples(count: int) -> str:
 def read_split(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The split's (N, 4096) float32 grids and (N,) int64 labels, checked."""
     path = Path(path)
-    with _open(path) as handle:
+    with open_h5(path) as handle:
         return _grids_and_labels(path, handle, split)
 
 
@@ -126,7 +126,8 @@ def _kind(source_attribute) -> str:
 
 
 @contextlib.contextmanager
-def _open(path: Path) -> Iterator[h5py.File]:
+def open_h5(path: Path) -> Iterator[h5py.File]:
+    """The HDF5 file at `path`, open for reading; DataError naming it when it is missing or unreadable."""
     if not path.exists():
         raise DataError(f"{path}: file not found")
     try:
