@@ -77,6 +77,34 @@ SETTINGS: dict[str, tuple[int, dict, int]] = {
     # The data-level lever: three rotated copies per training digit instead of one.
     "copies3-e20c": (3, {"epochs": 20, **COSINE}, 1),
     "copies3-b4-aug90p50-e20c": (3, {**FOUR_BLOCKS, **ROTATIONS, "epochs": 20, **COSINE}, 1),
+    # Issue 10: the cheapest way to 0.85. The first block works on 16^3 voxels, so its width costs
+    # the most per channel (f8 = 8 filters there); the later blocks are cheap to widen.
+    "f8-32-64-128-aug90p50-e30c": (1, {**FOUR_BLOCKS, "filters": [8, 32, 64, 128], **ROTATIONS, "epochs": 30,
+                                       **COSINE}, 1),
+    "f8-48-96-192-aug90p50-e30c": (1, {**FOUR_BLOCKS, "filters": [8, 48, 96, 192], **ROTATIONS, "epochs": 30,
+                                       **COSINE}, 1),
+    "f8-32-64-128-aug90p50-e30c-lr3": (1, {**FOUR_BLOCKS, "filters": [8, 32, 64, 128], **ROTATIONS,
+                                           "epochs": 30, **COSINE, "learning_rate": 0.003}, 1),
+    "b4w-aug90p50-e30c-rep1": (1, {**WIDE_FOUR_BLOCKS, **ROTATIONS, "epochs": 30, **COSINE}, 1),
+    "f8-32-64-128-aug90p50-e24c-lr3-drop03": (1, {**FOUR_BLOCKS, "filters": [8, 32, 64, 128], **ROTATIONS,
+                                                  "epochs": 24, **COSINE, "learning_rate": 0.003,
+                                                  "dropout": 0.3}, 1),
+    "f8-48-96-192-aug90p50-e24c-lr3-drop03": (1, {**FOUR_BLOCKS, "filters": [8, 48, 96, 192], **ROTATIONS,
+                                                  "epochs": 24, **COSINE, "learning_rate": 0.003,
+                                                  "dropout": 0.3}, 1),
+    "f8-32-64-128-aug90p50-e24c-lr3-drop01": (1, {**FOUR_BLOCKS, "filters": [8, 32, 64, 128], **ROTATIONS,
+                                                  "epochs": 24, **COSINE, "learning_rate": 0.003,
+                                                  "dropout": 0.1}, 1),
+    "f8-32-64-128-aug90p50-e24c-lr3-drop0": (1, {**FOUR_BLOCKS, "filters": [8, 32, 64, 128], **ROTATIONS,
+                                                 "epochs": 24, **COSINE, "learning_rate": 0.003,
+                                                 "dropout": 0.0}, 1),
+    "f8-32-64-128-aug90p50-e24c-lr3-drop01-seed2": (1, {**FOUR_BLOCKS, "filters": [8, 32, 64, 128], **ROTATIONS,
+                                                        "epochs": 24, **COSINE, "learning_rate": 0.003,
+                                                        "dropout": 0.1, "seed": 2}, 1),
+    "b4-aug90p50-e24c-lr3-drop03": (1, {**FOUR_BLOCKS, **ROTATIONS, "epochs": 24, **COSINE, "learning_rate": 0.003,
+                                        "dropout": 0.3}, 1),
+    "f8-24-48-96-aug90p50-e30c-lr3": (1, {**FOUR_BLOCKS, "filters": [8, 24, 48, 96], **ROTATIONS, "epochs": 30,
+                                          **COSINE, "learning_rate": 0.003}, 1),
 }
 RECOMMENDED = ("seed-reference", "best")
 

@@ -46,12 +46,14 @@ ADAPTERS = {
     "plot_run": "plot_run.py",
     "plot_entry": "plot_entry.py",
     "plot_comparison": "plot_comparison.py",
-    "plot_digits": "plot_digits.py",
+    "plot_examples": "plot_examples.py",
+    "plot_misclassified": "plot_misclassified.py",
     "aggregate_metrics": "aggregate_metrics.py",
     "report": "render_report.py",
 }
-# mnist3d.train imports TensorFlow inside its functions; a training job pays for it all the same.
-LAZY_IMPORTS = {"train": "import tensorflow"}
+# A training job's own imports (the warm training server's client); when it trains in its own
+# process (GPU, SLURM, train.warm_server_idle: 0) it imports TensorFlow too, as "train job, own process".
+LAZY_IMPORTS = {"train job, own process": ("train_run.py", "import mnist3d.train; import tensorflow")}
 LIBRARIES = {
     "tensorflow": "import tensorflow",
     "keras": "import keras",
@@ -89,7 +91,8 @@ def copy_workflow(destination: Path, commit: str | None = None) -> Path:
     return destination
 
 
-def write_sweep(workdir: Path, runs: int, replicates: int, epochs: int, threads: int, gpu_amount: int) -> Path:
+def write_sweep(workdir: Path, runs: int, replicates: int, epochs: int, threads: int, gpu_amount: int,
+                warm_server_idle: float) -> Path:
     """A models file of `runs` tiny hand-written runs and a config that points at it; returns the config."""
     entries = runs // replicates
     models = {
@@ -103,7 +106,7 @@ def write_sweep(workdir: Path, runs: int, replicates: int, epochs: int, threads:
     (workdir / "bench-models.yaml").write_text(yaml.safe_dump(models, sort_keys=False))
     config = yaml.safe_load((workdir / "config/test/config.yaml").read_text())
     config["models"] = "bench-models.yaml"
-    config["train"].update(threads=threads, gpu_amount=gpu_amount)
+    config["train"].update(threads=threads, gpu_amount=gpu_amount, warm_server_idle=warm_server_idle)
     (workdir / "bench-config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return workdir / "bench-config.yaml"
 
@@ -172,7 +175,7 @@ def sweep(runs: int, arguments: argparse.Namespace) -> dict:
     try:
         copy_workflow(workdir, arguments.commit)
         config = write_sweep(workdir, runs, arguments.replicates, arguments.epochs, arguments.threads,
-                             arguments.gpu_amount)
+                             arguments.gpu_amount, arguments.warm_server_idle)
         load_before = load_average()
         data_seconds, _ = snakemake(workdir, config, arguments.cores, *DATA_TARGETS)
         started = time.time()
@@ -245,10 +248,12 @@ def import_costs(repeats: int = 3) -> dict[str, dict[str, float]]:
     """
     environment = {**os.environ, "PYTHONPATH": str(REPO / "scripts"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     statements = {
-        f"{rule} job": "; ".join(filter(None, [adapter_imports(REPO / "scripts" / script), LAZY_IMPORTS.get(rule)]))
+        f"{rule} job": adapter_imports(REPO / "scripts" / script)
         for rule, script in ADAPTERS.items()
         if (REPO / "scripts" / script).exists()
     }
+    statements.update({label: f"{adapter_imports(REPO / 'scripts' / script)}; {extra}"
+                       for label, (script, extra) in LAZY_IMPORTS.items()})
     statements.update(LIBRARIES)
     costs = {}
     for label, statement in statements.items():
@@ -333,6 +338,8 @@ def main() -> None:
     parser.add_argument("--gpu-amount", type=int, default=0,
                         help="train.gpu_amount (default 0, as on a machine without GPUs)")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--warm-server-idle", type=float, default=120,
+                        help="train.warm_server_idle (default 120, as config/config.yaml; 0: no warm server)")
     parser.add_argument("--replicates", type=int, default=1, help="replicates per entry (N / this entries)")
     parser.add_argument("--imports", action="store_true", help="also time each job type's imports")
     parser.add_argument("--no-sweep", action="store_true", help="run no sweep (with --imports or --floor)")

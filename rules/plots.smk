@@ -38,7 +38,7 @@ rule plot_run:
         history=f"{RUN_DIR}/history.csv",
         predictions=f"{RUN_DIR}/predictions.npz",
         code=package_files(
-            "plots_run.py", "plotstyle.py", "confusion.py", "metrics.py", "stats.py"
+            "plots_run.py", "plots_inputs.py", "plotstyle.py", "confusion.py"
         ),
     output:
         curves=report(
@@ -74,7 +74,7 @@ rule plot_entry:
     input:
         metrics=lambda wildcards: entry_run_files(wildcards.entry, "metrics.json"),
         histories=lambda wildcards: entry_run_files(wildcards.entry, "history.csv"),
-        code=package_files("plots_entry.py", "plotstyle.py", "metrics.py", "stats.py"),
+        code=package_files("plots_entry.py", "plots_inputs.py", "plotstyle.py"),
     output:
         report(
             "results/plots/entries/{entry}.png",
@@ -148,7 +148,27 @@ rule plot_comparison:
         "../scripts/plot_comparison.py"
 
 
-rule plot_digits:
+# The example digits depend on the prepared data alone, so they are drawn while the models train;
+# the mistakes of the best run wait for every run.
+rule plot_examples:
+    input:
+        prepared=PREPARED,
+        code=package_files("views3d.py", "plotstyle.py", "confusion.py"),
+    output:
+        report(
+            "results/plots/digits/examples.png",
+            caption=f"{CAPTIONS}/digits_examples.rst",
+            category="Data",
+        ),
+    log:
+        "logs/plot_examples.log",
+    conda:
+        "../envs/plotting.yaml"
+    script:
+        "../scripts/plot_examples.py"
+
+
+rule plot_misclassified:
     input:
         prepared=PREPARED,
         table=rules.aggregate_metrics.output.table,
@@ -157,25 +177,20 @@ rule plot_digits:
             "views3d.py", "plotstyle.py", "confusion.py", "metrics.py", "stats.py"
         ),
     output:
-        examples=report(
-            "results/plots/digits/examples.png",
-            caption=f"{CAPTIONS}/digits_examples.rst",
-            category="Data",
-        ),
-        misclassified=report(
+        report(
             "results/plots/digits/misclassified.png",
             caption=f"{CAPTIONS}/digits_misclassified.rst",
             category="Comparison",
             labels={"figure": "mistakes of the best run"},
         ),
     log:
-        "logs/plot_digits.log",
+        "logs/plot_misclassified.log",
     conda:
         "../envs/plotting.yaml"
     params:
         runs=[run.id for run in RUNS],
     script:
-        "../scripts/plot_digits.py"
+        "../scripts/plot_misclassified.py"
 
 
 rule plot_sweep:

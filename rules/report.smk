@@ -23,8 +23,8 @@ rule report:
         measure_bars=rules.plot_comparison.output.measure_bars,
         grouped_by_time=rules.plot_comparison.output.grouped_by_time,
         time_vs_accuracy=rules.plot_comparison.output.time_vs_accuracy,
-        examples=rules.plot_digits.output.examples,
-        misclassified=rules.plot_digits.output.misclassified,
+        examples=rules.plot_examples.output[0],
+        misclassified=rules.plot_misclassified.output[0],
         sweep_plots=expand(rules.plot_sweep.output[0], sweep=list(SWEEPS)),
         code=package_files(
             "report.py",
@@ -47,7 +47,7 @@ rule report:
         runs=[run.id for run in RUNS],
         replicated_entries=REPLICATED_ENTRIES,
         comparison=list(rules.plot_comparison.output.keys()),
-        digits=list(rules.plot_digits.output.keys()),
+        digits=["examples", "misclassified"],
         sweeps=list(SWEEPS.values()),
     script:
         "../scripts/render_report.py"

@@ -3,9 +3,8 @@
 import os
 from pathlib import Path
 
-from mnist3d import checkpoint, gpuslots
+from mnist3d import checkpoint, gpuslots, trainserver
 from mnist3d.steplog import rule_log
-from mnist3d.train import RunPaths, train_run
 
 # TensorFlow's C++ start-up chatter (no CUDA here, CPU instruction sets) would bury the progress lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -18,24 +17,36 @@ with rule_log(snakemake) as log:
         config["gpu_amount"], config.get("gpus"), Path(".snakemake/gpu-slots"), log
     ) as gpu_slot:
         output = snakemake.output
-        train_run(
+        arguments = dict(
             run_id=f"{entry}/rep{replicate}",
             params=snakemake.params.run,
-            prepared_path=Path(snakemake.input[0]),
-            paths=RunPaths(
-                model=Path(output.model),
-                history=Path(output.history),
-                predictions=Path(output.predictions),
-                metrics=Path(output.metrics),
+            prepared_path=snakemake.input[0],
+            paths=dict(
+                model=output.model,
+                history=output.history,
+                predictions=output.predictions,
+                metrics=output.metrics,
             ),
             threads=snakemake.threads,
             # Outside the outputs, which Snakemake deletes when a job does not finish.
-            checkpoint_dir=checkpoint.run_directory(entry, replicate),
+            checkpoint_dir=str(checkpoint.run_directory(entry, replicate)),
             # A checkpoint is resumed only by the same training code on the same prepared data.
             training_code=f"{snakemake.params.training_code} data {checkpoint.file_digest(snakemake.input[0])}",
             # Read here, not passed as rule parameters: changing them must not retrain finished runs.
-            record_failure=snakemake.config["train"]["keep_going_on_failure"],
+            record_failure=config["keep_going_on_failure"],
             retries_left=snakemake.resources.get("retries_left", 0),
             gpu_slot=gpu_slot,
-            log=log,
         )
+        idle = config["warm_server_idle"]
+        why_not = trainserver.usable(gpu_slot, idle)
+        if why_not is None:
+            try:
+                trainserver.train(arguments, snakemake.params.training_code, idle, log)
+            except trainserver.ServerUnavailable as error:
+                why_not = f"{error}"
+        if why_not is not None:
+            log(f"training in this job's own process: {why_not}")
+            # Imported only here: the server's clients need none of it (scikit-learn alone costs ~1 s).
+            from mnist3d.train import train_run
+
+            train_run(**trainserver.train_arguments(arguments), log=log)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -15,6 +16,7 @@ from mnist3d import (
     metrics,
     plots_comparison,
     plots_entry,
+    plots_inputs,
     plots_overlay,
     plots_run,
     plots_sweep,
@@ -79,7 +81,7 @@ def test_a_failed_run_gets_placeholders_that_say_why(tmp_path):
     for path in outputs.values():
         assert_png(path, min_height=100)
     figure = plots_run.run_figures(
-        metrics.read_metrics(run / "metrics.json"), metrics.read_history(run / "history.csv"), {}
+        plots_inputs.read_metrics(run / "metrics.json"), plots_inputs.read_history(run / "history.csv"), {}
     )["curves"]
     texts = " ".join(text.get_text() for axis in figure.axes for text in axis.texts)
     assert "failed" in texts and "ResourceExhaustedError" in texts
@@ -97,10 +99,38 @@ def test_entry_band_from_replicates_of_different_lengths(tmp_path):
     )
     assert_png(output)
     band = plots_entry.replicate_band(
-        [metrics.read_history(d / "history.csv") for d in directories[:3]], "val_accuracy"
+        [plots_inputs.read_history(d / "history.csv") for d in directories[:3]], "val_accuracy"
     )
+    assert band["epoch"].tolist() == list(range(1, 9))
     assert band["count"].tolist() == [3] * 6 + [2, 1]
     assert (band["min"] <= band["mean"]).all() and (band["mean"] <= band["max"]).all()
+    # the same numbers as pandas' groupby over the replicates' frames
+    frames = [metrics.read_history(d / "history.csv") for d in directories[:3]]
+    grouped = pd.concat(frames)[["epoch", "val_accuracy"]].groupby("epoch")["val_accuracy"]
+    for name in ("mean", "min", "max", "count"):
+        assert band[name] == pytest.approx(getattr(grouped, name)().to_numpy()), name
+
+
+def test_history_without_pandas_reads_as_the_metrics_table_does(tmp_path):
+    run = write_run(tmp_path, "shuffled", epochs=6)
+    path = run / "history.csv"
+    frame = metrics.read_history(path)
+    # rows out of order and a missing cell: sorted by epoch, the cell NaN
+    lines = path.read_text().splitlines()
+    lines[2] = ",".join(lines[2].split(",")[:-1] + [""])
+    path.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
+    history = plots_inputs.read_history(path)
+    assert len(history) == 6 and history["epoch"].tolist() == list(range(1, 7))
+    for column in metrics.HISTORY_COLUMNS:
+        expected = np.array(frame[column], dtype=float)
+        if column == "learning_rate":
+            expected[1] = np.nan
+        np.testing.assert_allclose(history[column], expected, equal_nan=True)
+    (tmp_path / "header.csv").write_text("epoch,loss,accuracy\n")
+    (tmp_path / "empty.csv").write_text("")
+    for name in ("header.csv", "empty.csv"):
+        empty = plots_inputs.read_history(tmp_path / name)
+        assert len(empty) == 0 and empty["val_loss"].size == 0
 
 
 def test_confusion_counts_and_row_shares():
@@ -131,20 +161,32 @@ def test_digit_views_from_prepared_test_set_and_best_run(tmp_path):
         y_test=np.repeat(np.arange(10), 20),
         test_rotated=np.tile([0, 1], 100).astype(np.int8),
     )
-    outputs = {"examples": tmp_path / "examples.png", "misclassified": tmp_path / "misclassified.png"}
-    logged = []
-    views3d.plot_digits_files(
+    examples, misclassified = tmp_path / "examples.png", tmp_path / "misclassified.png"
+    views3d.plot_examples_file(prepared, examples)
+    best = views3d.plot_misclassified_file(
         prepared,
         table_path,
         [f"model_0{index}/rep1" for index in range(3)],
         [directory / "predictions.npz" for directory in directories],
-        outputs,
-        log=logged.append,
+        misclassified,
     )
-    for path in outputs.values():
+    for path in (examples, misclassified):
         assert_png(path)
-    best = metrics.best_run(metrics.read_table(table_path))
-    assert best is not None and logged[-1].endswith(f"misclassified.png ({best})")
+    assert best is not None and best == metrics.best_run(metrics.read_table(table_path))
+
+
+def test_a_digit_is_drawn_as_one_square_per_filled_cell_in_its_place():
+    grid = np.zeros((16, 16, 16), dtype=np.float32)  # [z, y, x]
+    grid[2:14, 7:9, 5] = 1.0  # an upright bar: 12 cells high, 2 deep, at x = 5
+    grid[0, 0, 0] = 0.05  # a stray point below the threshold
+    figure = plotstyle.new_figure(3, 3)
+    axis = figure.add_subplot(projection="3d")
+    views3d.draw_digit(axis, grid, "bar")
+    [points] = axis.collections
+    x, y, z = points._offsets3d
+    assert len(x) == 24
+    assert set(np.asarray(x)) == {5.5} and set(np.asarray(y)) == {7.5, 8.5} and min(z) == 2.5 and max(z) == 13.5
+    assert points.get_paths()[0].vertices.shape[0] >= 4  # square markers
 
 
 def test_most_confident_mistakes_first_one_per_pair():
@@ -272,3 +314,11 @@ def test_plot_jobs_do_not_import_scikit_learn_or_scipy():
     scripts = Path(__file__).resolve().parents[1] / "scripts"
     result = subprocess.run([sys.executable, "-c", code], cwd=scripts, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_per_run_and_per_entry_plot_jobs_do_not_import_pandas():
+    # There is one such job per run or entry: pandas' import would cost each about 0.25 CPU-s.
+    code = "import sys, mnist3d.plots_run, mnist3d.plots_entry; print('pandas' in sys.modules)"
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    result = subprocess.run([sys.executable, "-c", code], cwd=scripts, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -456,8 +456,18 @@ def test_e2e_editing_plotting_code_replots_without_retraining(trained_copy):
     jobs = planned_jobs(snakemake(trained_copy, "-n").stdout)
     assert "train" not in jobs
     assert jobs["plot_run"] == len(run_ids(trained_copy))
-    for rule in ("plot_comparison", "plot_digits", "report"):
+    for rule in ("plot_comparison", "plot_examples", "plot_misclassified", "report"):
         assert jobs[rule] == 1, jobs
+
+
+def test_e2e_editing_the_metrics_code_redraws_no_run_figure(trained_copy):
+    # Per-run and per-entry figures read their run's files themselves (mnist3d.plots_inputs): one
+    # job per run would otherwise rerun for every change to the tables' code.
+    module = trained_copy / "scripts" / "mnist3d" / "metrics.py"
+    module.write_text(module.read_text() + "\n# a changed table\n")
+    jobs = planned_jobs(snakemake(trained_copy, "-n").stdout)
+    assert "plot_run" not in jobs and "plot_entry" not in jobs and "plot_examples" not in jobs, jobs
+    assert jobs["aggregate_metrics"] == 1 and jobs["plot_misclassified"] == 1, jobs
 
 
 def test_e2e_snakemake_report_includes_the_figures(trained_copy):

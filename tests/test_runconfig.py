@@ -126,7 +126,8 @@ def test_a_block_that_builds_per_spatial_sizes_builds_in_keras():
 
 
 def test_shipped_models_files_are_valid():
-    for models in ("config/models.yaml", "config/models-gpu.yaml", "config/test/models.yaml"):
+    for models in ("config/models.yaml", "config/models-quick.yaml", "config/models-gpu.yaml",
+                   "config/test/models.yaml"):
         runs = load_runs(REPO / models, SCHEMAS / "run.schema.yaml", SCHEMAS / "models.schema.yaml")
         assert runs, models
 

@@ -144,6 +144,10 @@ def test_training_jobs_got_a_gpu_and_the_rest_cpu_nodes(slurm_run, cluster):
 
 def test_outputs_match_a_local_run(slurm_run, tiny_workflow):
     workdir, _ = slurm_run
+    # A warm training server would outlive the job's allocation: each job trained in its own
+    # process here, and locally in the server's workers, with the same numbers (compared below).
+    for log in (workdir / "logs/train").rglob("*.log"):
+        assert "own process: it runs in a SLURM job" in log.read_text(), log
     assert result_files(workdir) == result_files(tiny_workflow)
     local_rows = metrics_rows(tiny_workflow / "results" / "metrics.csv")
     slurm_rows = metrics_rows(workdir / "results" / "metrics.csv")

@@ -40,6 +40,14 @@ def test_failing_run_is_recorded_and_costs_no_other(tiny_workflow):
     assert "FAILED" in (tiny_workflow / "logs/train/too-big/rep1.log").read_text()
 
 
+def test_training_jobs_share_a_warm_tensorflow(tiny_workflow):
+    for run in RUNS:
+        log = (tiny_workflow / "logs" / "train" / f"{run}.log").read_text()
+        assert "training in worker" in log and "own process" not in log, f"{run}:\n{log}"
+    server_logs = "".join(path.read_text() for path in (tiny_workflow / ".snakemake/train-server").glob("*.log"))
+    assert 1 <= server_logs.count("imported tensorflow") < len(RUNS)
+
+
 def test_data_summary_says_generated(tiny_workflow):
     summary = json.loads((tiny_workflow / "results/data/summary.json").read_text())
     assert summary["source"] == "generated"
@@ -91,11 +99,12 @@ def test_touching_training_code_without_changing_it_retrains_nothing(trained_cop
     assert "train" not in planned
 
 
-def test_changing_the_failure_switch_retrains_nothing(trained_copy):
+def test_changing_how_jobs_train_retrains_nothing(trained_copy):
     config = trained_copy / "config/test/config.yaml"
     text = config.read_text()
-    assert "keep_going_on_failure: true" in text
-    config.write_text(text.replace("keep_going_on_failure: true", "keep_going_on_failure: false"))
+    assert "keep_going_on_failure: true" in text and "warm_server_idle: 20" in text
+    config.write_text(text.replace("keep_going_on_failure: true", "keep_going_on_failure: false")
+                      .replace("warm_server_idle: 20", "warm_server_idle: 0"))
     assert "train" not in planned_jobs(snakemake(trained_copy, "-n").stdout)
 
 

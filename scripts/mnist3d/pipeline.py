@@ -73,7 +73,7 @@ def make_dataset(x, y, batch_size: int, shuffle: bool, seed: int, augment=None):
     )
     if augment is not None:
         dataset = dataset.map(augment)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return _prefetched(dataset)
 
 
 def _tensors(x, y, batch_size: int):
@@ -118,4 +118,18 @@ def make_training_dataset(x, y, batch_size: int, seed: int, first_epoch: int, ep
         dataset = dataset.map(lambda step, batch_x, batch_y: augment(batch_x, batch_y, step=step))
     else:
         dataset = dataset.map(lambda step, batch_x, batch_y: (batch_x, batch_y))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return _prefetched(dataset)
+
+
+def _prefetched(dataset):
+    """The next two batches made while the model trains on this one, without tf.data's autotuning.
+
+    Autotuning's background thread was seen to hold up the end of `fit` for 15-55 s while the
+    iterator was destroyed (bench/README.md, "Per-run overhead"). The batches are made in order by
+    sequential maps, so a fixed prefetch of two does as well as a tuned one.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(2).with_options(options)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from matplotlib.figure import Figure
 
-from mnist3d.metrics import read_history, read_metrics
+from mnist3d.plots_inputs import read_history, read_metrics
 from mnist3d.plotstyle import (
     ACCURACY_COLOUR,
     LOSS_COLOUR,
@@ -19,20 +18,30 @@ from mnist3d.plotstyle import (
 )
 
 
-def replicate_band(histories: list[pd.DataFrame], column: str) -> pd.DataFrame:
-    """Per epoch: mean, min, max and count over the replicates that reached that epoch."""
-    stacked = pd.concat(
-        [history[["epoch", column]].assign(replicate=index) for index, history in enumerate(histories)],
-        ignore_index=True,
-    )
-    grouped = stacked.groupby("epoch")[column]
-    return pd.DataFrame(
-        {"mean": grouped.mean(), "min": grouped.min(), "max": grouped.max(), "count": grouped.count()}
-    ).reset_index()
+def replicate_band(histories: list, column: str) -> dict[str, np.ndarray]:
+    """Per epoch (every epoch any replicate reached, ascending): mean, min, max and count of
+    `column` over the replicates that recorded a value there. Histories as read by
+    mnist3d.plots_inputs.read_history (or frames)."""
+    epochs = np.unique(np.concatenate([np.asarray(history["epoch"], dtype=float) for history in histories]))
+    values = np.full((len(histories), epochs.size), np.nan)
+    for row, history in zip(values, histories):
+        row[np.searchsorted(epochs, np.asarray(history["epoch"], dtype=float))] = np.asarray(
+            history[column], dtype=float
+        )
+    count = np.sum(~np.isnan(values), axis=0)
+    with np.errstate(invalid="ignore"):  # an epoch where no replicate has a value: NaN, as it should be
+        total = np.nansum(values, axis=0)
+        return {
+            "epoch": epochs,
+            "mean": np.where(count > 0, total / np.maximum(count, 1), np.nan),
+            "min": np.fmin.reduce(values, axis=0),
+            "max": np.fmax.reduce(values, axis=0),
+            "count": count,
+        }
 
 
 @styled
-def entry_figure(entry: str, histories: list[pd.DataFrame], test_accuracies: list[float], failed: int = 0) -> Figure:
+def entry_figure(entry: str, histories: list, test_accuracies: list[float], failed: int = 0) -> Figure:
     """Mean curve across the replicates of one entry with a min-max band, accuracy and loss."""
     histories = [history for history in histories if len(history)]
     if not histories:
@@ -53,7 +62,7 @@ def entry_figure(entry: str, histories: list[pd.DataFrame], test_accuracies: lis
             axis.fill_between(
                 band["epoch"], band["min"], band["max"], color=colour, alpha=0.13 if dashed else 0.25, linewidth=0
             )
-            if len(band) <= 3:  # too few epochs for a visible band: show the range as error bars
+            if len(band["epoch"]) <= 3:  # too few epochs for a visible band: show the range as error bars
                 axis.errorbar(
                     band["epoch"],
                     band["mean"],
@@ -70,7 +79,7 @@ def entry_figure(entry: str, histories: list[pd.DataFrame], test_accuracies: lis
                 linestyle="--" if dashed else "-",
                 linewidth=1.6 if dashed else 2.2,
                 alpha=0.75 if dashed else 1.0,
-                marker="o" if len(band) <= 3 else None,
+                marker="o" if len(band["epoch"]) <= 3 else None,
                 label=f"{label} mean",
             )
         axis.legend(loc="lower right" if name == "accuracy" else "upper right", fontsize=8.5)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from mnist3d.confusion import CLASSES, confusion_counts, per_class_accuracy, row_normalised, rotation_known
-from mnist3d.metrics import read_history, read_metrics
+from mnist3d.plots_inputs import read_history, read_metrics
 from mnist3d.plotstyle import (
     ACCURACY_COLOUR,
     INK,
@@ -28,9 +27,6 @@ from mnist3d.plotstyle import (
     styled,
 )
 
-if TYPE_CHECKING:
-    import pandas as pd
-
 FIGURES = ("curves", "confusion", "per_class")
 # One run's figures are looked at one at a time and there are three per run: a lower resolution
 # keeps a 60-run report, with all 180 of them embedded, well under 10 MB.
@@ -38,8 +34,9 @@ RUN_DPI = 90
 
 
 @styled
-def run_curves(history: pd.DataFrame, run: str, test_accuracy=None, test_loss=None, best_epoch=None) -> Figure:
-    """Accuracy (left) and loss (right) per epoch: training dashed, validation solid.
+def run_curves(history, run: str, test_accuracy=None, test_loss=None, best_epoch=None) -> Figure:
+    """Accuracy (left) and loss (right) per epoch of a history (mnist3d.plots_inputs.read_history):
+    training dashed, validation solid.
 
     The test-set result is a dotted line, and the epoch whose weights were kept (early stopping)
     a grey vertical line, so the reader sees where the reported model comes from.
@@ -68,7 +65,11 @@ def _matrix(axis, values, labels, title, colour_max):
     for (row, column), value in np.ndenumerate(labels):
         shade = values[row, column]
         dark = np.isfinite(shade) and shade > 0.55 * colour_max
-        axis.text(column, row, value, ha="center", va="center", fontsize=7.5, color="white" if dark else INK)
+        # Out of the layout: each lies inside its cell, and the layout engine would otherwise
+        # measure all 200 of them, twice, on every save.
+        axis.text(
+            column, row, value, ha="center", va="center", fontsize=7.5, color="white" if dark else INK, in_layout=False
+        )
     axis.set_title(title)
     axis.set_xlabel("predicted digit")
     axis.set_ylabel("true digit")
@@ -141,7 +142,7 @@ def per_class_figure(y_true, y_pred, test_rotated, run: str) -> Figure:
     return figure
 
 
-def run_figures(metrics: dict, history: pd.DataFrame, predictions) -> dict[str, Figure]:
+def run_figures(metrics: dict, history, predictions) -> dict[str, Figure]:
     """The per-run figures by name ('curves', 'confusion', 'per_class'); placeholders for a failed run."""
     run = metrics["run"]
     if metrics.get("status") != "ok":

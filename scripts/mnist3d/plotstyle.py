@@ -7,7 +7,6 @@ nothing it does not draw.
 
 from __future__ import annotations
 
-import io
 import math
 import textwrap
 from pathlib import Path
@@ -18,6 +17,7 @@ matplotlib.use("Agg")
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 from PIL import Image
@@ -68,13 +68,18 @@ def new_figure(width: float, height: float) -> Figure:
 def save(figure: Figure, path: str | Path, dpi: int = DPI) -> None:
     """PNG at `path`, written beside it first so a half-written image never looks finished.
 
-    Reduced to a 256-colour palette: charts lose nothing visible and the PNG shrinks about 2.5x,
-    which keeps a report of 60 runs, with every image embedded, small enough to e-mail.
+    Drawn once on an Agg canvas and handed to PIL as pixels: `savefig` draws a figure with a
+    layout engine twice (once to lay it out, once to render) and then encodes a PNG only for PIL
+    to decode it again, which cost a per-run plot job about a third of its drawing time. The
+    pixels are the same. Reduced to a 256-colour palette: charts lose nothing visible and the PNG
+    shrinks about 2.5x, which keeps a report of 60 runs, with every image embedded, small enough
+    to e-mail.
     """
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, facecolor=figure.get_facecolor())
+    figure.set_dpi(dpi)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()  # runs the layout engine, then renders
     image = (
-        Image.open(buffer)
+        Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
         .convert("RGB")
         .quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     )
@@ -205,7 +210,8 @@ def save_all(figures: dict[str, Figure], outputs: dict[str, str | Path], dpi: in
 
 
 def plot_curve(axis, history, column, **style) -> None:
-    """One per-epoch curve of a history frame; a run of 3 epochs or fewer gets markers to be seen."""
-    epochs = history["epoch"].to_numpy()
+    """One per-epoch curve of a history (a frame, or a record array of mnist3d.plots_inputs); a run
+    of 3 epochs or fewer gets markers to be seen."""
+    epochs = np.asarray(history["epoch"], dtype=float)
     marker = "o" if len(epochs) <= 3 else None
-    axis.plot(epochs, history[column].to_numpy(dtype=float), marker=marker, markersize=4, **style)
+    axis.plot(epochs, np.asarray(history[column], dtype=float), marker=marker, markersize=4, **style)

@@ -35,9 +35,7 @@ def step_log(path: str | Path, expected_errors: tuple[type[BaseException], ...] 
         os.dup2(handle.fileno(), 1)
         os.dup2(handle.fileno(), 2)
 
-        def log(message: str) -> None:
-            print(f"[{time.strftime('%H:%M:%S')}] {message}", file=handle, flush=True)
-
+        log = timestamped(handle)
         started = time.perf_counter()
         try:
             yield log
@@ -59,6 +57,15 @@ def step_log(path: str | Path, expected_errors: tuple[type[BaseException], ...] 
             os.dup2(saved[1], 2)
             for descriptor in (*saved, terminal):
                 os.close(descriptor)
+
+
+def timestamped(handle):
+    """A `log(message)` function writing flushed `[HH:MM:SS] message` lines to `handle`."""
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=handle, flush=True)
+
+    return log
 
 
 def rule_log(job, expected_errors: tuple[type[BaseException], ...] = (UserError,)):

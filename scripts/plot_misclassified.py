@@ -1,0 +1,14 @@
+"""Snakemake adapter: 3D views of the test digits the best run got wrong with the most confidence."""
+
+from mnist3d.steplog import rule_log
+from mnist3d.views3d import plot_misclassified_file
+
+with rule_log(snakemake) as log:
+    best = plot_misclassified_file(
+        snakemake.input.prepared,
+        snakemake.input.table,
+        snakemake.params.runs,
+        snakemake.input.predictions,
+        snakemake.output[0],
+    )
+    log(f"mistakes of {best or 'no run: none finished'}")
