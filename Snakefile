@@ -6,7 +6,7 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-report: "scripts/report/workflow.rst"
+report: "scripts/mnist3d/report/workflow.rst"
 
 
 include: "rules/common.smk"

@@ -1,7 +1,7 @@
 """Reproduces the accuracy study of issue 4: which settings reach 0.80 / 0.85 test accuracy on CPU.
 
-Trains named settings through the workflow's own training code (`mnist3d.train.train_run`) on the
-generated data set (`mnist3d.recipe.generate(seed=0, ...)`, written and prepared as the workflow's
+Trains named settings through the workflow's own training code (`mnist3d.training.train.train_run`) on the
+generated data set (`mnist3d.data.recipe.generate(seed=0, ...)`, written and prepared as the workflow's
 generate_data and prepare_data rules do) and prints one table row per run: settings, epochs, wall
 time, validation and test accuracy, and the test accuracy on the unrotated and rotated halves.
 
@@ -26,8 +26,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from mnist3d import prepare, recipe  # noqa: E402
-from mnist3d.runconfig import OPTIONAL_DEFAULTS  # noqa: E402
+from mnist3d.data import prepare
+from mnist3d.data import recipe  # noqa: E402
+from mnist3d.config.runs import OPTIONAL_DEFAULTS  # noqa: E402
 
 # The seed notebook's example model, spelled out so the study does not move when config/ does.
 SEED_MODEL = {
@@ -139,15 +140,15 @@ def validation_accuracy(history: Path, epoch: int) -> float:
 
 def study_augmentation(params: dict):
     """train._augmentation, plus the study-only levers a setting names."""
-    from mnist3d import augment
+    from mnist3d.training import augment
 
     options = {option: params[lever] for lever, option in STUDY_LEVERS.items() if lever in params}
     return augment.random_rotation(params["rotation_augmentation"], seed=params["seed"], **options)
 
 
 def run_setting(name: str, out: Path, threads: int, epochs: int | None) -> list[dict]:
-    from mnist3d import train
-    from mnist3d.train import RunPaths, train_run
+    from mnist3d.training import train
+    from mnist3d.training.train import Run, RunPaths, TrainingEnvironment, train_run
 
     copies, overrides, replicates = SETTINGS[name]
     if epochs is not None:
@@ -164,10 +165,10 @@ def run_setting(name: str, out: Path, threads: int, epochs: int | None) -> list[
             params["seed"] += replicate - 1
             directory = out / name / f"rep{replicate}"
             directory.mkdir(parents=True, exist_ok=True)
-            paths = RunPaths(*(directory / file for file in
-                               ("model.keras", "history.csv", "predictions.npz", "metrics.json")))
+            paths = RunPaths.in_directory(data, directory)
             started = time.perf_counter()
-            metrics = train_run(f"{name}/rep{replicate}", params, data, paths, threads, record_failure=False,
+            metrics = train_run(Run(name, replicate, params), paths,
+                                TrainingEnvironment(threads=threads, record_failure=False),
                                 log=lambda message: print(message, flush=True))
             rows.append({
                 "setting": name, "copies": copies,

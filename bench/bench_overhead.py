@@ -53,7 +53,7 @@ ADAPTERS = {
 }
 # A training job's own imports (the warm training server's client); when it trains in its own
 # process (GPU, SLURM, train.warm_server_idle: 0) it imports TensorFlow too, as "train job, own process".
-LAZY_IMPORTS = {"train job, own process": ("train_run.py", "import mnist3d.train; import tensorflow")}
+LAZY_IMPORTS = {"train job, own process": ("train_run.py", "import mnist3d.training.train; import tensorflow")}
 LIBRARIES = {
     "tensorflow": "import tensorflow",
     "keras": "import keras",

@@ -5,9 +5,9 @@
 
 A (seed, oneDNN on): keras.Sequential with the notebook's layers, compiled with Adam, `model.fit` on
 float32 NumPy arrays.
-B (workflow): mnist3d.model.build_model(params, "fast"), the workflow's compile, and
-mnist3d.pipeline.make_dataset. Same network, data, batch size, optimizer and float32 as A. Both run in
-this process after mnist3d.pipeline.configure_tensorflow (oneDNN on), as a training job does. Each
+B (workflow): mnist3d.training.model.build_model(params, "fast"), the workflow's compile, and
+mnist3d.training.pipeline.make_dataset. Same network, data, batch size, optimizer and float32 as A. Both run in
+this process after mnist3d.training.pipeline.configure_tensorflow (oneDNN on), as a training job does. Each
 round trains A then B one epoch of the same number of steps, timed from epoch begin to end; the
 ratio is of the median samples/s over the rounds.
 N (notebook as written): its own subprocess with TensorFlow's defaults (TF_ENABLE_ONEDNN_OPTS unset:
@@ -43,9 +43,9 @@ warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from mnist3d import model as model_lib  # noqa: E402
-from mnist3d import pipeline  # noqa: E402
-from mnist3d.runconfig import OPTIONAL_DEFAULTS  # noqa: E402
+from mnist3d.training import model as model_lib  # noqa: E402
+from mnist3d.training import pipeline  # noqa: E402
+from mnist3d.config.runs import OPTIONAL_DEFAULTS  # noqa: E402
 
 # The seed's reference network, with the workflow's defaults for every other lever (all off).
 REFERENCE = {
@@ -124,7 +124,7 @@ def seed_model(params: dict):
 
 
 def workflow_model(params: dict, steps_per_epoch: int):
-    from mnist3d import train
+    from mnist3d.training import train
 
     model = model_lib.build_model(params, "fast")
     train.compile_model(model, params, steps_per_epoch)

@@ -6,9 +6,9 @@ rule classify:
         metrics=f"{RUN_DIR}/metrics.json",
         grids=classify_file,
     output:
-        "results/classified/{entry}/rep{replicate}/{name}.csv",
+        f"results/classified/{RUN_ID}/{{name}}.csv",
     log:
-        "logs/classify/{entry}/rep{replicate}/{name}.log",
+        f"logs/classify/{RUN_ID}/{{name}}.log",
     conda:
         "../envs/tensorflow.yaml"
     params:

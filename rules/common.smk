@@ -1,4 +1,3 @@
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -7,7 +6,10 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from mnist3d.runconfig import RunConfigError, load_runs
+from mnist3d import codebase
+from mnist3d.config.names import NAME_PATTERN, RUN_ID, run_id
+from mnist3d.config.runs import RunConfigError, load_runs
+from mnist3d.training.server import TRAINED_BY
 
 validate(config, schema="../config/schemas/config.schema.yaml")
 
@@ -35,14 +37,14 @@ for _run in RUNS:
         _spec["entries"][_run.entry] = dict(_run.varied)
         _spec["fields"] = sorted(set(_spec["fields"]) | set(_run.varied))
 
-RUN_DIR = "results/runs/{entry}/rep{replicate}"
+RUN_DIR = f"results/runs/{RUN_ID}"
 GENERATED_DATA = "results/data/generated-3dmnist.h5"
 DATA_SUMMARY = "results/data/summary.json"
 PREPARED = "results/data/prepared.npz"
 
 
 wildcard_constraints:
-    entry=r"[A-Za-z0-9_][A-Za-z0-9_.-]*",
+    entry=NAME_PATTERN,
     replicate=r"\d+",
 
 
@@ -65,10 +67,10 @@ def entry_run_files(entry, name):
 
 def run_params(wildcards):
     """The resolved parameters of one run: a change to them (and only to them) retrains it."""
-    run_id = f"{wildcards.entry}/rep{wildcards.replicate}"
-    if run_id not in RUNS_BY_ID:
-        raise WorkflowError(f"{run_id} is not a run of {config['models']}")
-    return RUNS_BY_ID[run_id].params
+    run = run_id(wildcards.entry, wildcards.replicate)
+    if run not in RUNS_BY_ID:
+        raise WorkflowError(f"{run} is not a run of {config['models']}")
+    return RUNS_BY_ID[run].params
 
 
 # The Kaggle file's documented place; only a missing file there falls back to the embedded default.
@@ -96,32 +98,23 @@ def data_file():
     )
 
 
-def package_files(*names):
-    """Modules of the scripts/mnist3d package, as inputs of the rules whose output they shape.
+def code_files(module):
+    """The package files `module` runs (mnist3d.codebase), as inputs of the rules whose output it
+    shapes: editing one reruns them, and the code trigger alone would see only the script.
 
     Relative to the working directory, so a moved or copied workflow plans no re-plotting.
     """
-    package = Path(workflow.basedir) / "scripts" / "mnist3d"
-    return [os.path.relpath(package / name) for name in names]
+    return [os.path.relpath(path) for path in codebase.code_files(module)]
 
 
-def code_digest(*modules):
-    """A short digest of the contents of scripts/mnist3d modules, for a rule's `params`.
-
-    A rule's output depends on the modules its script calls as much as on its settings, but
-    Snakemake's code trigger sees only the script itself. As a parameter, the digest reruns the rule
-    when one of them is edited, and, being contents rather than timestamps, nothing when a checkout
-    or copy changes no code.
-    """
-    digest = hashlib.sha256()
-    for path in package_files(*modules):
-        digest.update(Path(path).read_bytes())
-    return digest.hexdigest()[:16]
+def code_digest(module):
+    """The digest of the package files `module` runs, as a rule parameter (mnist3d.codebase)."""
+    return codebase.code_digest(module)
 
 
-TRAINING_CODE = code_digest(
-    "train.py", "model.py", "fastops.py", "pipeline.py", "augment.py", "checkpoint.py"
-)
+# What decides a run's numbers: the code train_run runs (the warm server imports the same set).
+# The server itself, the GPU slots and the logs do not.
+TRAINING_CODE = code_digest(TRAINED_BY)
 
 
 def train_retries_left(wildcards, attempt):

@@ -8,7 +8,7 @@ rule generate_data:
     params:
         settings=config["data"]["generated"],
         missing=DEFAULT_DATA_FILE,
-        code=code_digest("recipe.py"),
+        code=code_digest("mnist3d.data.recipe"),
     script:
         "../scripts/generate_data.py"
 
@@ -19,7 +19,7 @@ rule check_data:
     output:
         report(
             DATA_SUMMARY,
-            caption="../scripts/report/captions/data_summary.rst",
+            caption="../scripts/mnist3d/report/captions/data_summary.rst",
             category="Data",
         ),
     log:
@@ -27,7 +27,7 @@ rule check_data:
     conda:
         "../envs/data.yaml"
     params:
-        code=code_digest("datacheck.py"),
+        code=code_digest("mnist3d.data.check"),
     script:
         "../scripts/check_data.py"
 
@@ -45,6 +45,6 @@ rule prepare_data:
     params:
         validation_fraction=config["data"]["validation_fraction"],
         split_seed=config["data"]["split_seed"],
-        code=code_digest("prepare.py", "datacheck.py"),
+        code=code_digest("mnist3d.data.prepare"),
     script:
         "../scripts/prepare_data.py"

@@ -1,8 +1,10 @@
 # From trained runs to tables and figures. Nothing here imports TensorFlow, so re-plotting never
 # retrains: the plotting modules are inputs, and touching them re-runs only these rules and the report.
 
+# Captions and labels from the table of figures, whose captions results/report.html shows too.
+from mnist3d.report.figures import caption_path as figure_caption, label as figure_label
+
 PLOT_RUN_DIR = "results/plots/runs/{entry}/rep{replicate}"
-CAPTIONS = "../scripts/report/captions"
 
 
 rule aggregate_metrics:
@@ -10,16 +12,16 @@ rule aggregate_metrics:
         metrics=run_files("metrics.json"),
         histories=run_files("history.csv"),
         predictions=run_files("predictions.npz"),
-        code=package_files("metrics.py", "stats.py"),
+        code=code_files("mnist3d.results.metrics"),
     output:
         table=report(
             "results/metrics.csv",
-            caption=f"{CAPTIONS}/metrics_table.rst",
+            caption=figure_caption("metrics_table"),
             category="Metrics",
         ),
         entries=report(
             "results/metrics_by_entry.csv",
-            caption=f"{CAPTIONS}/metrics_by_entry.rst",
+            caption=figure_caption("metrics_entries"),
             category="Metrics",
         ),
     log:
@@ -37,30 +39,37 @@ rule plot_run:
         metrics=f"{RUN_DIR}/metrics.json",
         history=f"{RUN_DIR}/history.csv",
         predictions=f"{RUN_DIR}/predictions.npz",
-        code=package_files(
-            "plots_run.py", "plots_inputs.py", "plotstyle.py", "confusion.py"
-        ),
+        code=code_files("mnist3d.plots.run"),
     output:
         curves=report(
             f"{PLOT_RUN_DIR}/curves.png",
-            caption=f"{CAPTIONS}/run_curves.rst",
+            caption=figure_caption("run_curves"),
             category="Runs",
             subcategory="{entry}",
-            labels={"run": "{entry}/rep{replicate}", "figure": "learning curves"},
+            labels={
+                "run": "{entry}/rep{replicate}",
+                "figure": figure_label("run_curves"),
+            },
         ),
         confusion=report(
             f"{PLOT_RUN_DIR}/confusion.png",
-            caption=f"{CAPTIONS}/run_confusion.rst",
+            caption=figure_caption("run_confusion"),
             category="Runs",
             subcategory="{entry}",
-            labels={"run": "{entry}/rep{replicate}", "figure": "confusion matrix"},
+            labels={
+                "run": "{entry}/rep{replicate}",
+                "figure": figure_label("run_confusion"),
+            },
         ),
         per_class=report(
             f"{PLOT_RUN_DIR}/per_class.png",
-            caption=f"{CAPTIONS}/run_per_class.rst",
+            caption=figure_caption("run_per_class"),
             category="Runs",
             subcategory="{entry}",
-            labels={"run": "{entry}/rep{replicate}", "figure": "accuracy per digit"},
+            labels={
+                "run": "{entry}/rep{replicate}",
+                "figure": figure_label("run_per_class"),
+            },
         ),
     log:
         "logs/plot_run/{entry}/rep{replicate}.log",
@@ -74,11 +83,11 @@ rule plot_entry:
     input:
         metrics=lambda wildcards: entry_run_files(wildcards.entry, "metrics.json"),
         histories=lambda wildcards: entry_run_files(wildcards.entry, "history.csv"),
-        code=package_files("plots_entry.py", "plots_inputs.py", "plotstyle.py"),
+        code=code_files("mnist3d.plots.entry"),
     output:
         report(
             "results/plots/entries/{entry}.png",
-            caption=f"{CAPTIONS}/entry_replicates.rst",
+            caption=figure_caption("entry_replicates"),
             category="Entries",
             labels={"entry": "{entry}"},
         ),
@@ -96,49 +105,43 @@ rule plot_comparison:
         entries=rules.aggregate_metrics.output.entries,
         metrics=run_files("metrics.json"),
         histories=run_files("history.csv"),
-        code=package_files(
-            "plots_comparison.py",
-            "plots_overlay.py",
-            "plotstyle.py",
-            "metrics.py",
-            "stats.py",
-        ),
+        code=code_files("mnist3d.plots.comparison"),
     output:
         test_accuracy=report(
             "results/plots/comparison/test_accuracy.png",
-            caption=f"{CAPTIONS}/comparison_test_accuracy.rst",
+            caption=figure_caption("comparison_test_accuracy"),
             category="Comparison",
-            labels={"figure": "test accuracy per entry"},
+            labels={"figure": figure_label("comparison_test_accuracy")},
         ),
         accuracy_curves=report(
             "results/plots/comparison/accuracy_curves.png",
-            caption=f"{CAPTIONS}/comparison_accuracy_curves.rst",
+            caption=figure_caption("comparison_accuracy_curves"),
             category="Comparison",
-            labels={"figure": "accuracy curves"},
+            labels={"figure": figure_label("comparison_accuracy_curves")},
         ),
         loss_curves=report(
             "results/plots/comparison/loss_curves.png",
-            caption=f"{CAPTIONS}/comparison_loss_curves.rst",
+            caption=figure_caption("comparison_loss_curves"),
             category="Comparison",
-            labels={"figure": "loss curves"},
+            labels={"figure": figure_label("comparison_loss_curves")},
         ),
         measure_bars=report(
             "results/plots/comparison/measure_bars.png",
-            caption=f"{CAPTIONS}/comparison_measure_bars.rst",
+            caption=figure_caption("comparison_measure_bars"),
             category="Comparison",
-            labels={"figure": "time, validation accuracy and loss"},
+            labels={"figure": figure_label("comparison_measure_bars")},
         ),
         grouped_by_time=report(
             "results/plots/comparison/grouped_by_time.png",
-            caption=f"{CAPTIONS}/comparison_grouped_by_time.rst",
+            caption=figure_caption("comparison_grouped_by_time"),
             category="Comparison",
-            labels={"figure": "grouped by training time"},
+            labels={"figure": figure_label("comparison_grouped_by_time")},
         ),
         time_vs_accuracy=report(
             "results/plots/comparison/time_vs_accuracy.png",
-            caption=f"{CAPTIONS}/comparison_time_vs_accuracy.rst",
+            caption=figure_caption("comparison_time_vs_accuracy"),
             category="Comparison",
-            labels={"figure": "test accuracy against time"},
+            labels={"figure": figure_label("comparison_time_vs_accuracy")},
         ),
     log:
         "logs/plot_comparison.log",
@@ -153,11 +156,11 @@ rule plot_comparison:
 rule plot_examples:
     input:
         prepared=PREPARED,
-        code=package_files("views3d.py", "plotstyle.py", "confusion.py"),
+        code=code_files("mnist3d.plots.digits"),
     output:
         report(
             "results/plots/digits/examples.png",
-            caption=f"{CAPTIONS}/digits_examples.rst",
+            caption=figure_caption("digits_examples"),
             category="Data",
         ),
     log:
@@ -173,15 +176,13 @@ rule plot_misclassified:
         prepared=PREPARED,
         table=rules.aggregate_metrics.output.table,
         predictions=run_files("predictions.npz"),
-        code=package_files(
-            "views3d.py", "plotstyle.py", "confusion.py", "metrics.py", "stats.py"
-        ),
+        code=code_files("mnist3d.plots.mistakes"),
     output:
         report(
             "results/plots/digits/misclassified.png",
-            caption=f"{CAPTIONS}/digits_misclassified.rst",
+            caption=figure_caption("digits_misclassified"),
             category="Comparison",
-            labels={"figure": "mistakes of the best run"},
+            labels={"figure": figure_label("digits_misclassified")},
         ),
     log:
         "logs/plot_misclassified.log",
@@ -197,17 +198,11 @@ rule plot_sweep:
     input:
         entries=rules.aggregate_metrics.output.entries,
         table=rules.aggregate_metrics.output.table,
-        code=package_files(
-            "plots_sweep.py",
-            "plotstyle.py",
-            "report_format.py",
-            "metrics.py",
-            "stats.py",
-        ),
+        code=code_files("mnist3d.plots.sweep"),
     output:
         report(
             "results/plots/sweeps/{sweep}.png",
-            caption=f"{CAPTIONS}/sweep.rst",
+            caption=figure_caption("sweep_accuracy"),
             category="Sweeps",
             labels={"sweep": "{sweep}"},
         ),

@@ -7,7 +7,7 @@ rule train:
         predictions=f"{RUN_DIR}/predictions.npz",
         metrics=f"{RUN_DIR}/metrics.json",
     log:
-        "logs/train/{entry}/rep{replicate}.log",
+        f"logs/train/{RUN_ID}.log",
     conda:
         "../envs/tensorflow.yaml"
     threads: config["train"]["threads"]

@@ -1,7 +1,7 @@
 """Snakemake adapter: validate the data file and write its summary, warnings included."""
 
 from mnist3d.atomic import write_json
-from mnist3d.datacheck import DataError, summarise
+from mnist3d.data.check import DataError, summarise
 from mnist3d.steplog import rule_log
 
 with rule_log(snakemake, expected_errors=(DataError,)) as log:

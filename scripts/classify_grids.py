@@ -2,7 +2,7 @@
 
 import os
 
-from mnist3d.classify import classify
+from mnist3d.training.classify import classify
 from mnist3d.steplog import rule_log
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

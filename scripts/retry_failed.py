@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mnist3d.config.names import parse_run_id
+
 RUNS = Path("results/runs")
 
 
@@ -24,6 +26,10 @@ def failed_runs(runs: Path = RUNS) -> list[Path]:
     """The metrics.json of every run under `runs` recorded as failed, sorted."""
     failed = []
     for path in sorted(runs.glob("*/rep*/metrics.json")):
+        try:
+            parse_run_id(path.parent.relative_to(runs).as_posix())
+        except ValueError:
+            continue  # not a run's folder (rep1.old, repx)
         try:
             status = json.loads(path.read_text()).get("status")
         except (OSError, ValueError):

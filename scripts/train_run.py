@@ -3,7 +3,9 @@
 import os
 from pathlib import Path
 
-from mnist3d import checkpoint, gpuslots, trainserver
+from mnist3d.training import checkpoint
+from mnist3d.training import gpuslots
+from mnist3d.training import server as trainserver
 from mnist3d.steplog import rule_log
 
 # TensorFlow's C++ start-up chatter (no CUDA here, CPU instruction sets) would bury the progress lines.
@@ -17,26 +19,25 @@ with rule_log(snakemake) as log:
         config["gpu_amount"], config.get("gpus"), Path(".snakemake/gpu-slots"), log
     ) as gpu_slot:
         output = snakemake.output
-        arguments = dict(
-            run_id=f"{entry}/rep{replicate}",
-            params=snakemake.params.run,
-            prepared_path=snakemake.input[0],
-            paths=dict(
-                model=output.model,
-                history=output.history,
-                predictions=output.predictions,
-                metrics=output.metrics,
-            ),
-            threads=snakemake.threads,
-            # Outside the outputs, which Snakemake deletes when a job does not finish.
-            checkpoint_dir=str(checkpoint.run_directory(entry, replicate)),
-            # A checkpoint is resumed only by the same training code on the same prepared data.
-            training_code=f"{snakemake.params.training_code} data {checkpoint.file_digest(snakemake.input[0])}",
-            # Read here, not passed as rule parameters: changing them must not retrain finished runs.
-            record_failure=config["keep_going_on_failure"],
-            retries_left=snakemake.resources.get("retries_left", 0),
-            gpu_slot=gpu_slot,
-        )
+        # JSON values: the warm training server receives them over its socket.
+        arguments = {
+            "run": {"entry": entry, "replicate": int(replicate), "params": snakemake.params.run},
+            "paths": {
+                "prepared": snakemake.input[0],
+                **{name: output[name] for name in ("model", "history", "predictions", "metrics")},
+                # Outside the outputs, which Snakemake deletes when a job does not finish.
+                "checkpoint_dir": str(checkpoint.run_directory(entry, replicate)),
+            },
+            "environment": {
+                "threads": snakemake.threads,
+                # A checkpoint is resumed only by the same training code on the same prepared data.
+                "training_code": f"{snakemake.params.training_code} data {checkpoint.file_digest(snakemake.input[0])}",
+                # Read here, not passed as rule parameters: changing them must not retrain finished runs.
+                "record_failure": config["keep_going_on_failure"],
+                "retries_left": snakemake.resources.get("retries_left", 0),
+                "gpu_slot": gpu_slot,
+            },
+        }
         idle = config["warm_server_idle"]
         why_not = trainserver.usable(gpu_slot, idle)
         if why_not is None:
@@ -47,6 +48,6 @@ with rule_log(snakemake) as log:
         if why_not is not None:
             log(f"training in this job's own process: {why_not}")
             # Imported only here: the server's clients need none of it (scikit-learn alone costs ~1 s).
-            from mnist3d.train import train_run
+            from mnist3d.training.train import train_run
 
             train_run(**trainserver.train_arguments(arguments), log=log)

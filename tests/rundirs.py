@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mnist3d import metrics
-from mnist3d.runconfig import OPTIONAL_DEFAULTS
+from mnist3d.results import metrics
+from mnist3d.config.runs import OPTIONAL_DEFAULTS
+from mnist3d.results import runfiles
+from mnist3d.results.runfiles import HISTORY_COLUMNS
 
 PARAMS = {
     "filters": [16, 32, 64],
@@ -65,7 +67,7 @@ def write_run(
     if failed is None and history is None:
         history = fake_history(epochs, level, rng)
     if failed is not None:
-        history = pd.DataFrame(columns=metrics.HISTORY_COLUMNS)
+        history = pd.DataFrame(columns=HISTORY_COLUMNS)
     history.to_csv(run_dir / "history.csv", index=False)
 
     if failed is None:
@@ -176,7 +178,7 @@ def tables_of(directories: list[Path], sweeps: dict[str, str] | None = None) -> 
         paths,
         sweeps,
     )
-    predictions = {run: metrics.read_predictions(path) for run, path in zip(table["run"], paths)}
+    predictions = {run: runfiles.read_predictions(path) for run, path in zip(table["run"], paths)}
     return table, metrics.entry_table(table, predictions)
 
 
@@ -226,14 +228,19 @@ def write_report(
     """root/results/report.html of these runs through the same functions the workflow's rules call:
     every figure drawn (or one small placeholder PNG for all with real_figures=False), the tables
     with their statistics, and a sweep figure per spec."""
-    from mnist3d import plots_comparison, plots_entry, plots_run, plots_sweep, plotstyle, report
+    from mnist3d.plots import comparison as plots_comparison
+    from mnist3d.plots import entry as plots_entry
+    from mnist3d.plots import run as plots_run
+    from mnist3d.plots import sweep as plots_sweep
+    from mnist3d.plots import style as plotstyle
+    from mnist3d.report import render as report
 
     results = root / "results"
     sweeps = {entry: spec["name"] for spec in specs for entry in spec["entries"]}
     table, entries = tables_of(directories, sweeps)
     metrics.write_csv(table, results / "metrics.csv")
     metrics.write_csv(entries, results / "metrics_by_entry.csv")
-    runs = [metrics.read_metrics(directory / "metrics.json") for directory in directories]
+    runs = [runfiles.read_metrics(directory / "metrics.json") for directory in directories]
     replicated = list(dict.fromkeys(run["entry"] for run in runs if run["replicate"] > 1))
     placeholder = results / "plots" / "placeholder.png"
     if not real_figures:

@@ -3,7 +3,7 @@ import os
 import pandas as pd
 import pytest
 
-from mnist3d import metrics
+from mnist3d.results import metrics
 from mnist3d.atomic import atomic_path, write_json
 
 

@@ -3,7 +3,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from mnist3d import augment  # noqa: E402
+from mnist3d.training import augment  # noqa: E402
 
 QUARTER = np.pi / 2
 
@@ -51,7 +51,7 @@ def test_a_point_follows_the_rotation_matrix():
 
 def test_matrices_compose_like_the_recipe():
     """Rx(a) Ry(b) Rz(c) on column vectors, i.e. the recipe's cloud @ Rz @ Ry @ Rx on rows."""
-    from mnist3d import recipe
+    from mnist3d.data import recipe
 
     degrees = np.array([[20.0, -35.0, 110.0]])
     matrices = augment.rotation_matrices(np.radians(degrees).astype(np.float32)).numpy()[0]
@@ -131,7 +131,7 @@ def test_same_seed_same_rotations_in_a_pipeline(grids):
 
 
 def test_same_seed_same_batches_through_the_workflow_pipeline(grids):
-    from mnist3d import pipeline
+    from mnist3d.training import pipeline
 
     def epochs(seed):
         data = pipeline.make_training_dataset(grids, np.arange(len(grids)), 4, seed=seed, first_epoch=0,
@@ -147,7 +147,7 @@ def test_same_seed_same_batches_through_the_workflow_pipeline(grids):
 
 def test_a_resumed_pipeline_rotates_like_an_uninterrupted_one(grids):
     """Batch k of epoch e gets the same angles whether the stream started at epoch 0 or at e."""
-    from mnist3d import pipeline
+    from mnist3d.training import pipeline
 
     def stream(first_epoch):
         data = pipeline.make_training_dataset(grids, np.arange(len(grids)), 4, seed=3, first_epoch=first_epoch,
@@ -177,9 +177,9 @@ def test_angle_spread_follows_the_recipe():
 
 def test_train_run_with_rotations_is_reproducible(tmp_path):
     """The whole training path: the same seed gives the same numbers with augmentation on."""
-    from mnist3d import prepare
-    from mnist3d.runconfig import OPTIONAL_DEFAULTS
-    from mnist3d.train import RunPaths, train_run
+    from mnist3d.data import prepare
+    from mnist3d.config.runs import OPTIONAL_DEFAULTS
+    from mnist3d.training.train import Run, RunPaths, TrainingEnvironment, train_run
 
     rng = np.random.default_rng(0)
     arrays = {}
@@ -197,8 +197,8 @@ def test_train_run_with_rotations_is_reproducible(tmp_path):
     def run(name):
         directory = tmp_path / name
         directory.mkdir()
-        paths = RunPaths(*(directory / f for f in ("model.keras", "history.csv", "predictions.npz", "metrics.json")))
-        train_run(f"{name}/rep1", params, data, paths, threads=1, record_failure=False, log=lambda _: None)
+        paths = RunPaths.in_directory(data, directory)
+        train_run(Run(name, 1, params), paths, TrainingEnvironment(threads=1, record_failure=False), log=lambda _: None)
         with np.load(paths.predictions) as predictions:
             return predictions["probabilities"]
 

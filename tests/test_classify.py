@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import TINY_DEFAULTS, copy_workflow, planned_jobs, snakemake
 
-from mnist3d import classify
+from mnist3d.training import classify
 from mnist3d.steplog import UserError
 
 MODELS = TINY_DEFAULTS + """\

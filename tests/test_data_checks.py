@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from conftest import copy_workflow, snakemake
 
-from mnist3d import datacheck, prepare
-from mnist3d.datacheck import DataError
+from mnist3d.data import check as datacheck
+from mnist3d.data import prepare
+from mnist3d.data.check import DataError
 
 
 def write_file(path, **overrides):

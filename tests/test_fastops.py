@@ -6,7 +6,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from mnist3d.fastops import FusedBatchNormalization  # noqa: E402
+from mnist3d.training.layers import FusedBatchNormalization  # noqa: E402
 
 SHAPES = [(4, 5, 7, 3, 6), (3, 16, 16, 16, 16), (2, 3, 1, 2, 5), (6, 9, 4, 3)]
 

@@ -1,6 +1,7 @@
 import contextlib
 import fcntl
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mnist3d import gpuslots
-from mnist3d.gpuslots import SlotError
+from mnist3d.training import gpuslots
+from mnist3d.training.gpuslots import SlotError
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -23,13 +24,18 @@ GPU 12: Tesla V100-PCIE-16GB (UUID: GPU-1d2b7c9e-0000-0000-0000-000000000012)
 """
 
 # A training job in miniature: claim a slot, record it with start and end times, work briefly.
+# With a gate (two descriptors), it says it is ready and claims only when the test opens the gate.
 WORKER = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from pathlib import Path
-    from mnist3d import gpuslots
+    from mnist3d.training import gpuslots
 
     lock_dir, record, gpus, hold = sys.argv[1], Path(sys.argv[2]), sys.argv[3].split(","), float(sys.argv[4])
+    if len(sys.argv) > 5:
+        ready, go = int(sys.argv[5]), int(sys.argv[6])
+        os.write(ready, b".")
+        os.read(go, 1)
     with gpuslots.claim(1, gpus, lock_dir, log=lambda message: None, timeout=30, poll=0.02) as slot:
         started = time.time()
         Path(record.with_suffix(".ready")).touch()
@@ -65,15 +71,46 @@ def held_by_another_process(lock_dir: Path, gpu: str):
         yield
 
 
-def start_worker(tmp_path, name, gpus, hold):
-    worker = tmp_path / "worker.py"
-    worker.write_text(WORKER)
+@pytest.fixture
+def worker(tmp_path) -> Path:
+    """The worker's script, written once before any worker starts: rewritten while another worker
+    reads it, a worker could read it empty, run nothing and exit 0."""
+    path = tmp_path / "worker.py"
+    path.write_text(WORKER)
+    return path
+
+
+def start_worker(worker, tmp_path, name, gpus, hold, gate=()):
     environment = {**os.environ, "PYTHONPATH": str(SCRIPTS)}
     environment.pop(gpuslots.VARIABLE, None)
     return subprocess.Popen(
-        [sys.executable, str(worker), str(tmp_path / "locks"), str(tmp_path / f"{name}.txt"), gpus, str(hold)],
-        env=environment,
+        [sys.executable, str(worker), str(tmp_path / "locks"), str(tmp_path / f"{name}.txt"), gpus, str(hold),
+         *map(str, gate)],
+        env=environment, pass_fds=gate,
     )
+
+
+def read_exactly(descriptor: int, count: int, timeout: float) -> bytes:
+    """`count` bytes from a pipe, or fewer when its writers are gone or `timeout` seconds pass."""
+    data, deadline = b"", time.monotonic() + timeout
+    while len(data) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([descriptor], [], [], remaining)[0]:
+            break
+        chunk = os.read(descriptor, count - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def record_of(tmp_path, name) -> tuple[str, float, float]:
+    """(slot, start, end) a worker recorded; a worker that exited 0 without one ran nothing."""
+    path = tmp_path / f"{name}.txt"
+    assert path.exists(), f"{name} exited 0 but recorded no slot: it ran nothing"
+    slot, started, ended = path.read_text().split()
+    assert slot in ("0", "1") and float(started) <= float(ended), (name, slot, started, ended)
+    return slot, float(started), float(ended)
 
 
 def test_parses_nvidia_smi_listing_and_skips_mig_lines():
@@ -152,18 +189,32 @@ def test_busy_slots_wait_log_and_time_out(tmp_path):
         assert value == "0"
 
 
-def test_six_concurrent_jobs_over_two_slots_never_share_one(tmp_path):
-    workers = [start_worker(tmp_path, f"job{number}", "0,1", hold=0.4) for number in range(6)]
-    assert [worker.wait(timeout=60) for worker in workers] == [0] * 6
-    records = [(tmp_path / f"job{number}.txt").read_text().split() for number in range(6)]
+def test_six_concurrent_jobs_over_two_slots_never_share_one(worker, tmp_path):
+    ready_read, ready_write = os.pipe()
+    go_read, go_write = os.pipe()
+    try:
+        workers = [start_worker(worker, tmp_path, f"job{number}", "0,1", hold=0.4, gate=(ready_write, go_read))
+                   for number in range(6)]
+    finally:
+        os.close(ready_write)  # the workers hold their own copies
+        os.close(go_read)
+    try:
+        # All six are started before any claims, so both slots are contended, not taken in turn.
+        assert read_exactly(ready_read, 6, timeout=60) == b"." * 6, "not every worker started"
+        os.write(go_write, b"." * 6)
+    finally:
+        os.close(ready_read)
+        os.close(go_write)  # a worker still at the gate reads the end of the pipe and goes on
+    assert [process.wait(timeout=60) for process in workers] == [0] * 6
+    records = [record_of(tmp_path, f"job{number}") for number in range(6)]
     assert {slot for slot, _, _ in records} == {"0", "1"}
     for slot in ("0", "1"):
-        spans = sorted((float(start), float(end)) for used, start, end in records if used == slot)
+        spans = sorted((start, end) for used, start, end in records if used == slot)
         assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), (slot, spans)
 
 
-def test_a_killed_holders_slot_is_reused(tmp_path):
-    holder = start_worker(tmp_path, "holder", "0", hold=60)
+def test_a_killed_holders_slot_is_reused(worker, tmp_path):
+    holder = start_worker(worker, tmp_path, "holder", "0", hold=60)
     deadline = time.monotonic() + 30
     while not (tmp_path / "holder.ready").exists():
         assert holder.poll() is None and time.monotonic() < deadline

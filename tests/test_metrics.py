@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from mnist3d import metrics, stats
+from mnist3d.results import metrics
+from mnist3d.results import stats
 from rundirs import PARAMS, history_of, table_of, write_run, write_runs
 
 ADAPTER = Path(__file__).resolve().parents[1] / "scripts" / "aggregate_metrics.py"

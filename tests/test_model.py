@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist3d import model as model_lib
+from mnist3d.training import model as model_lib
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 SEED = {"filters": [16, 32, 64], "kernel_sizes": [3, 3, 3], "pool_sizes": [2, 2, 2], "dense": 256, "dropout": 0.5}
@@ -38,7 +38,7 @@ def test_check_architecture_names_the_field(change, field):
 
 def test_check_architecture_does_not_import_tensorflow():
     code = (
-        f"import sys; sys.path.insert(0, {str(SCRIPTS)!r}); from mnist3d import model; "
+        f"import sys; sys.path.insert(0, {str(SCRIPTS)!r}); from mnist3d.training import model; "
         f"model.check_architecture({SEED!r}); assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

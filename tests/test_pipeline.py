@@ -10,7 +10,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from mnist3d import pipeline  # noqa: E402
+from mnist3d.training import pipeline  # noqa: E402
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -84,7 +84,7 @@ def test_mismatched_arrays_are_refused():
 def test_configure_tensorflow_sets_threads_and_seeds():
     # A fresh process: thread pools can only be set before TensorFlow's runtime starts.
     code = (
-        f"import sys; sys.path.insert(0, {str(SCRIPTS)!r}); from mnist3d import pipeline; "
+        f"import sys; sys.path.insert(0, {str(SCRIPTS)!r}); from mnist3d.training import pipeline; "
         "s = pipeline.configure_tensorflow(threads=3, seed=4); print(s['intra_op_threads'], s['inter_op_threads'], "
         "s['onednn']); import tensorflow as tf; print(tf.random.uniform([2]).numpy().tolist()); "
         "pipeline.configure_tensorflow(threads=1, seed=4); print(tf.random.uniform([2]).numpy().tolist()); "
@@ -101,7 +101,7 @@ def test_configure_tensorflow_sets_threads_and_seeds():
 def test_fast_training_is_deterministic():
     """Same seed, same numbers: the fused kernels, pooling and the pipeline are deterministic on CPUs."""
     keras = pytest.importorskip("keras")
-    from mnist3d import model as model_lib
+    from mnist3d.training import model as model_lib
 
     params = {"filters": [4, 8], "kernel_sizes": [3, 3], "pool_sizes": [2, 2], "dense": 16, "dropout": 0.5}
     rng = np.random.default_rng(0)

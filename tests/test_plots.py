@@ -11,18 +11,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mnist3d import (
-    confusion,
-    metrics,
-    plots_comparison,
-    plots_entry,
-    plots_inputs,
-    plots_overlay,
-    plots_run,
-    plots_sweep,
-    plotstyle,
-    views3d,
-)
+from mnist3d.plots import comparison as plots_comparison
+from mnist3d.plots import digits as views3d
+from mnist3d.plots import entry as plots_entry
+from mnist3d.plots import mistakes
+from mnist3d.plots import overlay as plots_overlay
+from mnist3d.plots import run as plots_run
+from mnist3d.plots import style as plotstyle
+from mnist3d.plots import sweep as plots_sweep
+from mnist3d.report import figures
+from mnist3d.results import confusion, metrics
+from mnist3d.results import runfiles as plots_inputs
 from rundirs import table_of, tables_of, write_run, write_runs, write_sweep
 
 
@@ -36,7 +35,7 @@ def assert_png(path: Path, min_width: int = 300, min_height: int = 150) -> None:
 
 
 def comparison_outputs(directory: Path) -> dict[str, Path]:
-    return {name: directory / f"{name}.png" for name in plots_comparison.FIGURES}
+    return {name: directory / f"{name}.png" for name in figures.names("comparison")}
 
 
 @pytest.mark.parametrize("count, replicates, failed", [(3, 1, 1), (60, 3, 2)])
@@ -66,7 +65,7 @@ def test_comparison_charts_for_3_and_60_runs(tmp_path, count, replicates, failed
 
 def test_run_figures_of_a_successful_run(tmp_path):
     run = write_run(tmp_path, "seed_example", epochs=12, test_size=2000)
-    outputs = {name: tmp_path / f"{name}.png" for name in ("curves", "confusion", "per_class")}
+    outputs = {name: tmp_path / f"{name}.png" for name in figures.names("run")}
     plots_run.plot_run_files(run / "metrics.json", run / "history.csv", run / "predictions.npz", outputs)
     for path in outputs.values():
         assert_png(path)
@@ -76,7 +75,7 @@ def test_run_figures_of_a_successful_run(tmp_path):
 
 def test_a_failed_run_gets_placeholders_that_say_why(tmp_path):
     run = write_run(tmp_path, "broken", failed="ResourceExhaustedError: OOM when allocating tensor")
-    outputs = {name: tmp_path / f"{name}.png" for name in ("curves", "confusion", "per_class")}
+    outputs = {name: tmp_path / f"{name}.png" for name in figures.names("run")}
     plots_run.plot_run_files(run / "metrics.json", run / "history.csv", run / "predictions.npz", outputs)
     for path in outputs.values():
         assert_png(path, min_height=100)
@@ -105,7 +104,7 @@ def test_entry_band_from_replicates_of_different_lengths(tmp_path):
     assert band["count"].tolist() == [3] * 6 + [2, 1]
     assert (band["min"] <= band["mean"]).all() and (band["mean"] <= band["max"]).all()
     # the same numbers as pandas' groupby over the replicates' frames
-    frames = [metrics.read_history(d / "history.csv") for d in directories[:3]]
+    frames = [metrics.history_frame(d / "history.csv") for d in directories[:3]]
     grouped = pd.concat(frames)[["epoch", "val_accuracy"]].groupby("epoch")["val_accuracy"]
     for name in ("mean", "min", "max", "count"):
         assert band[name] == pytest.approx(getattr(grouped, name)().to_numpy()), name
@@ -114,14 +113,14 @@ def test_entry_band_from_replicates_of_different_lengths(tmp_path):
 def test_history_without_pandas_reads_as_the_metrics_table_does(tmp_path):
     run = write_run(tmp_path, "shuffled", epochs=6)
     path = run / "history.csv"
-    frame = metrics.read_history(path)
+    frame = metrics.history_frame(path)
     # rows out of order and a missing cell: sorted by epoch, the cell NaN
     lines = path.read_text().splitlines()
     lines[2] = ",".join(lines[2].split(",")[:-1] + [""])
     path.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
     history = plots_inputs.read_history(path)
     assert len(history) == 6 and history["epoch"].tolist() == list(range(1, 7))
-    for column in metrics.HISTORY_COLUMNS:
+    for column in plots_inputs.HISTORY_COLUMNS:
         expected = np.array(frame[column], dtype=float)
         if column == "learning_rate":
             expected[1] = np.nan
@@ -163,7 +162,7 @@ def test_digit_views_from_prepared_test_set_and_best_run(tmp_path):
     )
     examples, misclassified = tmp_path / "examples.png", tmp_path / "misclassified.png"
     views3d.plot_examples_file(prepared, examples)
-    best = views3d.plot_misclassified_file(
+    best = mistakes.plot_misclassified_file(
         prepared,
         table_path,
         [f"model_0{index}/rep1" for index in range(3)],
@@ -194,8 +193,8 @@ def test_most_confident_mistakes_first_one_per_pair():
     y_pred = np.array([7, 7, 2, 8, 9])
     probabilities = np.full((5, 10), 0.01)
     probabilities[0, 7], probabilities[1, 7], probabilities[3, 8], probabilities[4, 9] = 0.9, 0.95, 0.5, 0.6
-    assert views3d.misclassified_indices(y_true, y_pred, probabilities, 3) == [1, 4, 3]
-    assert views3d.misclassified_indices(y_true, y_pred, probabilities, 10) == [1, 4, 3, 0]
+    assert mistakes.misclassified_indices(y_true, y_pred, probabilities, 3) == [1, 4, 3]
+    assert mistakes.misclassified_indices(y_true, y_pred, probabilities, 10) == [1, 4, 3, 0]
 
 
 def test_png_is_written_atomically(tmp_path):
@@ -231,7 +230,7 @@ def _runs(directories):
             plots_overlay.RunCurves(
                 record["run"],
                 record["entry"],
-                metrics.read_history(directory / "history.csv"),
+                metrics.history_frame(directory / "history.csv"),
                 record["status"] == "ok",
                 record["test_accuracy"] or np.nan,
             )
@@ -309,7 +308,7 @@ def test_plot_sweep_adapter_writes_the_figure(tmp_path):
 
 def test_plot_jobs_do_not_import_scikit_learn_or_scipy():
     # Start-up time is paid by every plotting job (one per run): sklearn or scipy.stats take seconds on 2 cores.
-    code = "import sys, mnist3d.plots_run, mnist3d.plots_entry, mnist3d.plots_comparison, mnist3d.plots_sweep; "
+    code = "import sys, mnist3d.plots.run, mnist3d.plots.entry, mnist3d.plots.comparison, mnist3d.plots.sweep; "
     code += "print(sorted(m for m in ('sklearn', 'scipy', 'tensorflow') if m in sys.modules))"
     scripts = Path(__file__).resolve().parents[1] / "scripts"
     result = subprocess.run([sys.executable, "-c", code], cwd=scripts, capture_output=True, text=True, check=True)
@@ -318,7 +317,18 @@ def test_plot_jobs_do_not_import_scikit_learn_or_scipy():
 
 def test_per_run_and_per_entry_plot_jobs_do_not_import_pandas():
     # There is one such job per run or entry: pandas' import would cost each about 0.25 CPU-s.
-    code = "import sys, mnist3d.plots_run, mnist3d.plots_entry; print('pandas' in sys.modules)"
+    code = "import sys, mnist3d.plots.run, mnist3d.plots.entry; print('pandas' in sys.modules)"
     scripts = Path(__file__).resolve().parents[1] / "scripts"
     result = subprocess.run([sys.executable, "-c", code], cwd=scripts, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_the_examples_and_the_per_run_figures_do_not_depend_on_the_tables_code():
+    # Their rules take these files as code inputs (mnist3d.codebase): the examples are drawn while
+    # the models train, and one plot job per run would otherwise rerun for every change to the tables.
+    from mnist3d import codebase
+
+    for module in ("mnist3d.plots.digits", "mnist3d.plots.run", "mnist3d.plots.entry"):
+        names = {path.name for path in codebase.code_files(module)}
+        assert not names & {"metrics.py", "stats.py"}, (module, sorted(names))
+        assert not [name for name in names if name.endswith((".rst", ".j2"))], (module, sorted(names))

@@ -4,7 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
-from mnist3d import recipe
+from mnist3d.data import recipe
 
 SEED = 3
 TRAIN_PER_CLASS = 3

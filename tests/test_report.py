@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -15,8 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import planned_jobs, snakemake
-from mnist3d import metrics, plotstyle, report
+from conftest import REPO, planned_jobs, snakemake
+from mnist3d.plots import style as plotstyle
+from mnist3d.report import figures
+from mnist3d.report import render as report
+from mnist3d.results import metrics
 from rundirs import DATA_SUMMARY, tables_of, write_report, write_run, write_runs, write_sweep
 
 HOSTILE = "<script>alert('x')</script>"
@@ -77,10 +81,10 @@ def context_for(root: Path, directories: list[Path], specs: list[dict] = (), sum
     runs = [metrics.read_metrics(directory / "metrics.json") for directory in directories]
     png = tiny_png(root / "figure.png")
     images = report.ReportImages(
-        runs={run["run"]: {name: png for name, _ in report.RUN_FIGURES} for run in runs},
+        runs={run["run"]: {name: png for name in figures.names("run")} for run in runs},
         entries={entry: png for entry in table.loc[table["replicate"] > 1, "entry"].unique()},
-        comparison={name: png for name, _, _ in report.COMPARISON_FIGURES},
-        digits={name: png for name, _ in report.DIGIT_FIGURES},
+        comparison={name: png for name in figures.names("comparison")},
+        digits={name: png for name in figures.names("digits")},
         sweeps=[(spec, png) for spec in specs],
     )
     csv = root / "metrics.csv"
@@ -334,6 +338,105 @@ def test_report_is_written_atomically(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
+# The table of figures (mnist3d.report.figures): one caption per figure, for both reports.
+
+# Each rule's inputs and its outputs marked for `snakemake --report`, as Snakemake reads the workflow,
+# printed by a separate process so that loading the workflow leaves this one alone.
+RULES_PROGRAM = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.io import is_flagged
+from snakemake.settings.types import OutputSettings, ResourceSettings
+
+with SnakemakeApi(OutputSettings(enable_file_logging=False)) as api:
+    workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=Path("Snakefile"))
+    rules = {}
+    for rule in workflow._workflow.rules:
+        names = {index: name for name, (index, _) in rule.output._names.items()}
+        reported = []
+        for index, item in enumerate(rule.output):
+            if is_flagged(item, "report"):
+                caption = item.flags["report"].caption
+                reported.append({
+                    "name": names.get(index),
+                    "snakefile": str(rule.snakefile),
+                    "caption": None if caption is None else str(caption.get_path_or_uri(secret_free=True)),
+                })
+        rules[rule.name] = {"inputs": list(rule.input.keys()), "reported": reported}
+Path(sys.argv[1]).write_text(json.dumps(rules))
+"""
+
+
+@pytest.fixture(scope="module")
+def workflow_rules(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("rules") / "rules.json"
+    result = subprocess.run([sys.executable, "-c", RULES_PROGRAM, str(out)], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+def test_every_figure_has_its_caption_file_and_every_caption_file_is_a_figure():
+    files = {path.name for path in figures.CAPTIONS.glob("*")}
+    assert files == {f"{key}.rst" for key in figures.FIGURES}
+    assert {figure.group for figure in figures.FIGURES.values()} == set(figures.GROUPS)
+    for key, figure in figures.FIGURES.items():
+        assert figure.caption_path.read_text().strip(), key
+        assert figure.title and figure.title[0].isupper() and not figure.title.endswith("."), key
+
+
+def test_captions_read_as_text_with_their_wildcards_filled():
+    values = {"entry": "wide", "replicate": "2", "sweep": "width"}
+    for key in figures.FIGURES:
+        parts = figures.caption(key, **values)
+        text = "".join(part["text"] for part in parts)
+        assert text and "{" not in text and "``" not in text and "  " not in text, key
+    curves = "".join(part["text"] for part in figures.caption("run_curves", **values))
+    assert "of run wide/rep2:" in curves
+    literal = [part["text"] for part in figures.caption("metrics_table") if part["literal"]]
+    assert "16-32-64" in literal and "entry_test_accuracy_mean" in literal
+    # A name is text, never markup: its backquotes and braces stay as they are.
+    hostile = "``x`` {{ snakemake.wildcards.entry }} " + HOSTILE
+    parts = figures.caption("entry_replicates", entry=hostile)
+    assert not any(part["literal"] for part in parts) and hostile in parts[0]["text"]
+    with pytest.raises(KeyError, match="wildcard 'entry'"):
+        figures.caption("entry_replicates")
+    with pytest.raises(KeyError, match="known: run_curves"):
+        figures.figure("run_curve")
+
+
+def test_rule_outputs_in_the_snakemake_report_use_the_table_captions(workflow_rules):
+    by_path = {str(figure.caption_path): figure for figure in figures.FIGURES.values()}
+    used = []
+    for rule, found in workflow_rules.items():
+        for output in found["reported"]:
+            assert output["caption"] is not None, (rule, output)
+            figure = by_path.get(str(Path(output["caption"]).resolve()))
+            assert figure is not None, f"rule {rule}: caption {output['caption']} is not in mnist3d.report.figures"
+            if output["name"] is not None:
+                assert output["name"] == figure.name, (rule, output["name"], figure.key)
+            used.append(figure.key)
+    assert sorted(used) == sorted(figures.FIGURES), "each figure of the table is one output of one rule"
+
+
+def test_report_rule_takes_every_figure_under_its_key(workflow_rules):
+    shown = [figure.key for group in ("run", "entry", "comparison", "digits", "sweep") for figure in figures.group(group)]
+    inputs = workflow_rules["report"]["inputs"]
+    assert set(shown) <= set(inputs), sorted(set(shown) - set(inputs))
+
+
+def test_page_shows_each_figure_with_the_caption_of_the_table(tmp_path):
+    context = context_for(tmp_path, write_runs(tmp_path, 3, replicates=2))
+    text = re.sub(r"\s+", " ", "".join(parse(report.render(context)).text))
+    for key in [figure.key for figure in figures.group("comparison")] + ["digits_examples"]:
+        figure = figures.figure(key)
+        caption = "".join(part["text"] for part in figures.caption(key))
+        assert f"{figure.title}. {caption}" in text, key
+    run = context["sections"][0]["runs"][0]
+    assert [shown["title"] for shown in run["figures"]] == [figure.title for figure in figures.group("run")]
+
+
+# ----------------------------------------------------------------------------------------------
 # The page in a real browser (Debian's chromium): the script runs without errors, sorts and filters.
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -451,7 +554,7 @@ def test_e2e_report_shows_failed_runs_with_their_error(tiny_workflow):
 
 def test_e2e_editing_plotting_code_replots_without_retraining(trained_copy):
     # Snakemake 9 re-runs a job for a newer input only when its content changed, so edit, not touch.
-    plotting = trained_copy / "scripts" / "mnist3d" / "plotstyle.py"
+    plotting = trained_copy / "scripts" / "mnist3d" / "plots" / "style.py"
     plotting.write_text(plotting.read_text() + "\n# a changed chart\n")
     jobs = planned_jobs(snakemake(trained_copy, "-n").stdout)
     assert "train" not in jobs
@@ -461,9 +564,9 @@ def test_e2e_editing_plotting_code_replots_without_retraining(trained_copy):
 
 
 def test_e2e_editing_the_metrics_code_redraws_no_run_figure(trained_copy):
-    # Per-run and per-entry figures read their run's files themselves (mnist3d.plots_inputs): one
+    # Per-run and per-entry figures read their run's files themselves (mnist3d.results.runfiles): one
     # job per run would otherwise rerun for every change to the tables' code.
-    module = trained_copy / "scripts" / "mnist3d" / "metrics.py"
+    module = trained_copy / "scripts" / "mnist3d" / "results" / "metrics.py"
     module.write_text(module.read_text() + "\n# a changed table\n")
     jobs = planned_jobs(snakemake(trained_copy, "-n").stdout)
     assert "plot_run" not in jobs and "plot_entry" not in jobs and "plot_examples" not in jobs, jobs

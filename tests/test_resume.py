@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 from conftest import TEST_CONFIG, copy_workflow, snakemake
 
-from mnist3d import checkpoint, prepare
-from mnist3d.runconfig import OPTIONAL_DEFAULTS
-from mnist3d.train import RunPaths, train_run
+from mnist3d.training import checkpoint
+from mnist3d.data import prepare
+from mnist3d.config.runs import OPTIONAL_DEFAULTS
+from mnist3d.training.train import Run, RunPaths, TrainingEnvironment, train_run
 
 TIMINGS = ("training_seconds", "samples_per_second")
 PARAMS = {
@@ -76,9 +77,9 @@ def assert_same_run(a: RunPaths, b: RunPaths) -> None:
 
 
 def run(prepared, directory: Path, params: dict, log=lambda _: None, **options) -> RunPaths:
-    paths = RunPaths(*(directory / name for name in ("model.keras", "history.csv", "predictions.npz", "metrics.json")))
-    train_run("tiny/rep1", params, prepared, paths, threads=1, checkpoint_dir=directory / "ckpt",
-              training_code="code-1", record_failure=False, log=log, **options)
+    paths = RunPaths.in_directory(prepared, directory, checkpoint_dir=directory / "ckpt")
+    environment = TrainingEnvironment(threads=1, training_code="code-1", record_failure=False, **options)
+    train_run(Run("tiny", 1, params), paths, environment, log=log)
     return paths
 
 
@@ -219,6 +220,6 @@ def test_snakemake_killed_during_epoch_3_resumes(tmp_path):
     log = (killed / "logs" / "train" / "solo" / "rep1.log").read_text()
     assert "resumed from epoch 2 of 4" in log
     assert not (killed / "results" / "checkpoints" / "solo").exists()
-    paths = [RunPaths(*(workdir / target for target in TARGETS)) for workdir in (whole, killed)]
+    paths = [RunPaths(None, *(workdir / target for target in TARGETS)) for workdir in (whole, killed)]
     assert_same_run(*paths)
     shutil.rmtree(tmp_path)

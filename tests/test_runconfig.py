@@ -3,7 +3,9 @@ import textwrap
 import pytest
 
 from conftest import REPO
-from mnist3d.runconfig import OPTIONAL_DEFAULTS, RunConfigError, check_name, load_runs, spatial_sizes
+from mnist3d.config.names import check_name
+from mnist3d.config.runs import OPTIONAL_DEFAULTS, RunConfigError, load_runs
+from mnist3d.training.geometry import spatial_sizes
 
 SCHEMAS = REPO / "config" / "schemas"
 DEFAULTS = """\

@@ -1,4 +1,5 @@
-"""mnist3d.stats against hand-computed values and against scipy called directly."""
+"""mnist3d.results.stats against hand-computed values and against scipy called directly, and the
+report's words for the entries' standing (mnist3d.report.wording)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from mnist3d import stats
+from mnist3d.report import wording
+from mnist3d.results import stats
 
 Z95 = 1.959963984540054  # the 97.5 % point of the standard normal
 
@@ -215,6 +217,7 @@ def entry_rows(rows):
     return pd.DataFrame(rows, columns=columns)
 
 
+# stats.standing reads the entry table back; mnist3d.report.wording puts it into the report's words.
 def test_headline_names_the_tied_entries_and_the_tests_used():
     entries = entry_rows(
         [
@@ -225,7 +228,7 @@ def test_headline_names_the_tied_entries_and_the_tests_used():
             ["other", 1, 0.7, 0.8, 0.6, 0.8, "", math.nan, False, "not compared (different test grids)"],
         ]
     )
-    facts = stats.headline(entries)
+    facts = stats.standing(entries)
     assert facts["best_entry"] == "wide" and facts["best_mean"] == 0.82 and facts["best_interval"] == "t"
     assert (facts["best_ci_low"], facts["best_ci_high"], facts["best_replicates"]) == (0.80, 0.84, 3)
     assert [item["entry"] for item in facts["tied"]] == ["narrow"]
@@ -235,26 +238,28 @@ def test_headline_names_the_tied_entries_and_the_tests_used():
     assert facts["not_compared"] == [{"entry": "other", "verdict": "not compared (different test grids)"}]
     assert facts["no_finished_run"] == ["dead"]
     assert facts["tests"] == ["welch", "mcnemar"] and facts["intervals"] == ["wilson", "t"]
-    assert facts["captions"][:4] == [stats.CAPTIONS[name] for name in ["wilson", "t", "welch", "mcnemar"]]
-    assert "not adjusted" in facts["captions"][-1]
-    assert facts["sentence"] == (
-        "wide has the highest mean test accuracy, 82.0 % (95 % CI 80.0-84.0 %, 3 replicates); "
-        "statistically tied with it: narrow (p = 0.41, Welch)."
-    )
+    notes = wording.method_notes(facts)
+    assert notes[:4] == [wording.METHOD_NOTES[name] for name in ["wilson", "t", "welch", "mcnemar"]]
+    assert "not adjusted" in notes[-1]
+    assert wording.ranking_sentences(facts) == [
+        "wide has the highest mean test accuracy: 0.820 (95 % interval 0.800-0.840, 3 finished replicates).",
+        "The tests cannot tell it apart from 1 other entry: narrow (p = 0.41, Welch). "
+        "Treat both as equally good on this test set.",
+    ]
 
 
 def test_headline_of_a_single_run_uses_wilson_and_no_test():
-    facts = stats.headline(entry_rows([["only", 1, 0.85, 0.4, 0.79, 0.89, "", math.nan, True, "best"]]))
+    facts = stats.standing(entry_rows([["only", 1, 0.85, 0.4, 0.79, 0.89, "", math.nan, True, "best"]]))
     assert facts["best_interval"] == "wilson" and facts["tests"] == [] and facts["intervals"] == ["wilson"]
-    assert facts["captions"] == [stats.CAPTIONS["wilson"]]
-    assert facts["sentence"].endswith("(95 % CI 79.0-89.0 %, 1 replicate).")
+    assert wording.method_notes(facts) == [wording.METHOD_NOTES["wilson"]]
+    assert wording.ranking_sentences(facts)[-1].endswith("(95 % interval 0.790-0.890, 1 finished replicate).")
 
 
 def test_headline_when_nothing_finished():
-    facts = stats.headline(entry_rows([["dead", 0, math.nan, math.nan, math.nan, math.nan, "", math.nan, False,
+    facts = stats.standing(entry_rows([["dead", 0, math.nan, math.nan, math.nan, math.nan, "", math.nan, False,
                                         "no finished run"]]))
-    assert facts["best_entry"] is None and facts["no_finished_run"] == ["dead"] and facts["captions"] == []
-    assert "No run finished" in facts["sentence"]
+    assert facts["best_entry"] is None and facts["no_finished_run"] == ["dead"] and wording.method_notes(facts) == []
+    assert "No run finished" in " ".join(wording.ranking_sentences(facts))
 
 
 def test_headline_mentions_an_entry_whose_best_run_beats_the_best():
@@ -265,6 +270,8 @@ def test_headline_mentions_an_entry_whose_best_run_beats_the_best():
              "above the best on its best run (p = 0.002, McNemar)"],
         ]
     )
-    facts = stats.headline(entries)
+    facts = stats.standing(entries)
     assert [item["entry"] for item in facts["above"]] == ["lucky"] and facts["tied"] == facts["below"] == []
-    assert facts["sentence"].endswith("2 replicates); but the best run of lucky (p = 0.002, McNemar) beats its best run.")
+    assert wording.ranking_sentences(facts)[-1] == (
+        "Best runs that beat its best run although their entry's mean is lower: lucky (p = 0.002, McNemar)."
+    )

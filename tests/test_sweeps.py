@@ -8,15 +8,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from mnist3d.runconfig import check_name
-from mnist3d.sweeps import (
-    MAX_NAME_LENGTH,
-    SweepError,
-    check_no_clash,
-    entry_name,
-    expand_sweeps,
-    value_text,
-)
+from mnist3d.config.names import MAX_NAME_LENGTH, check_name, entry_name, value_text
+from mnist3d.config.sweeps import SweepError, check_no_clash, expand_sweeps
 
 WHERE = "config/models.yaml"
 RUN_SCHEMA = yaml.safe_load((REPO / "config" / "schemas" / "run.schema.yaml").read_text())
@@ -337,7 +330,7 @@ def test_sweeps_must_be_a_mapping():
     [("config/models-sweep.yaml", 6, 18), ("config/test/models-sweep.yaml", 20, 60)],
 )
 def test_the_example_sweeps_expand_as_their_comments_say(models, entries, runs):
-    from mnist3d.runconfig import load_runs
+    from mnist3d.config.runs import load_runs
 
     schemas = REPO / "config" / "schemas"
     expanded = load_runs(REPO / models, schemas / "run.schema.yaml", schemas / "models.schema.yaml")

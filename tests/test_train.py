@@ -4,9 +4,12 @@ import json
 import numpy as np
 import pytest
 
-from mnist3d import prepare, train
-from mnist3d.runconfig import OPTIONAL_DEFAULTS
-from mnist3d.train import RunPaths, evaluation_metrics, train_run
+from mnist3d.data import prepare
+from mnist3d.training import train
+from mnist3d.config.runs import OPTIONAL_DEFAULTS
+from mnist3d.results.confusion import evaluation_metrics
+from mnist3d.results.runfiles import HISTORY_COLUMNS
+from mnist3d.training.train import Run, RunPaths, TrainingEnvironment, train_run
 
 TINY = {
     "filters": [4, 8], "kernel_sizes": [3, 3], "pool_sizes": [2, 2], "dense": 16, "dropout": 0.2,
@@ -35,13 +38,10 @@ def prepared(tmp_path_factory):
     return path
 
 
-def paths_in(directory) -> RunPaths:
-    return RunPaths(*(directory / name for name in ("model.keras", "history.csv", "predictions.npz", "metrics.json")))
-
-
 def run(prepared, directory, params=TINY, **options):
-    paths = paths_in(directory)
-    metrics = train_run("tiny/rep1", params, prepared, paths, threads=1, log=lambda message: None, **options)
+    paths = RunPaths.in_directory(prepared, directory)
+    metrics = train_run(Run("tiny", 1, params), paths, TrainingEnvironment(threads=1, **options),
+                        log=lambda message: None)
     return metrics, paths
 
 
@@ -62,7 +62,7 @@ def test_run_writes_every_output(prepared, tmp_path):
     assert len(metrics["per_class_accuracy"]) == 10
     assert metrics["parameter_count"] > 0 and metrics["versions"]["tensorflow"]
     history = read_history(paths.history)
-    assert list(history[0]) == list(train.HISTORY_COLUMNS)
+    assert list(history[0]) == list(HISTORY_COLUMNS)
     assert [row["epoch"] for row in history] == ["1", "2"]
     with np.load(paths.predictions) as predictions:
         assert predictions["probabilities"].shape == (30, 10)
@@ -102,7 +102,7 @@ def test_levers_run(prepared, tmp_path):
     # Early stopping keeps the weights of the epoch with the lowest validation loss.
     val_losses = [float(row["val_loss"]) for row in history]
     assert metrics["best_epoch"] == int(np.argmin(val_losses)) + 1
-    from mnist3d.model import load_model
+    from mnist3d.training.model import load_model
 
     data = prepare.load(prepared)
     saved = load_model(paths.model)
@@ -112,7 +112,7 @@ def test_levers_run(prepared, tmp_path):
 
 
 def test_failure_is_recorded_not_raised(prepared, tmp_path, monkeypatch):
-    from mnist3d import model
+    from mnist3d.training import model
 
     def broken(params, implementation):
         raise RuntimeError("out of memory on purpose")

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -12,16 +13,16 @@ import numpy as np
 import pytest
 from test_train import TINY, prepared  # noqa: F401  (a fixture)
 
-from mnist3d import trainserver
+from mnist3d.training import server as trainserver
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 # What scripts/train_run.py does, without Snakemake: the job's log, then the server or its own process.
 CLIENT = """
 import json, sys
 from pathlib import Path
-from mnist3d import trainserver
+from mnist3d.training import server as trainserver
 from mnist3d.steplog import step_log
-from mnist3d.train import train_run
+from mnist3d.training.train import train_run
 
 arguments, warm = json.loads(sys.argv[1]), sys.argv[2] == "warm"
 with step_log(sys.argv[3]) as log:
@@ -34,20 +35,23 @@ with step_log(sys.argv[3]) as log:
 
 
 def arguments(prepared_path, directory: Path, **params) -> dict:
-    return dict(
-        run_id="tiny/rep1", params={**TINY, **params}, prepared_path=str(prepared_path),
-        paths={name: str(directory / file) for name, file in
-               (("model", "model.keras"), ("history", "history.csv"), ("predictions", "predictions.npz"),
-                ("metrics", "metrics.json"))},
-        threads=1, checkpoint_dir=str(directory / "checkpoint"), training_code="code-v1",
-        record_failure=False, retries_left=0, gpu_slot=None,
-    )
+    paths = {name: str(directory / file) for name, file in
+             (("model", "model.keras"), ("history", "history.csv"), ("predictions", "predictions.npz"),
+              ("metrics", "metrics.json"), ("checkpoint_dir", "checkpoint"))}
+    return {
+        "run": {"entry": "tiny", "replicate": 1, "params": {**TINY, **params}},
+        "paths": {"prepared": str(prepared_path), **paths},
+        "environment": {"threads": 1, "training_code": "code-v1", "record_failure": False,
+                        "retries_left": 0, "gpu_slot": None},
+    }
 
 
 def client(workdir: Path, call: dict, mode: str, log: Path) -> subprocess.Popen:
     environment = {**os.environ, "PYTHONPATH": str(SCRIPTS), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # The umask of shared login nodes: what a job creates is group-writable unless made otherwise.
     return subprocess.Popen([sys.executable, "-c", CLIENT, json.dumps(call), mode, str(log)], cwd=workdir,
-                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            umask=0o002)
 
 
 def finished(process: subprocess.Popen, log: Path) -> str:
@@ -93,8 +97,11 @@ def test_workers_train_as_a_job_of_its_own_would_and_share_one_server(prepared, 
         workers.add(logs[name].split("training in worker ")[1].split()[0])
         assert '"ok": true' in logs[name]
     assert len(workers) == 2
+    # Only their user can reach the server, though the jobs ran under umask 002.
+    socket_dir = tmp_path / ".snakemake/train-server"
+    assert stat.S_IMODE(socket_dir.stat().st_mode) == 0o700, oct(socket_dir.stat().st_mode)
     # Both jobs found the same server (one started it, the other waited for it or found it).
-    server_logs = list((tmp_path / ".snakemake/train-server").glob("*.log"))
+    server_logs = list(socket_dir.glob("*.log"))
     assert len(server_logs) == 1
     assert server_logs[0].read_text().count("imported tensorflow") == 1
     reference = np.load(tmp_path / "own/predictions.npz")

@@ -71,12 +71,16 @@ def test_changing_one_entry_retrains_only_it(trained_copy):
 
 def test_editing_training_code_retrains_every_run_and_plotting_code_none(trained_copy):
     package = trained_copy / "scripts/mnist3d"
-    plots = package / "plotstyle.py"
+    plots = package / "plots/style.py"
     plots.write_text(plots.read_text() + "\n# an edit\n")
     planned = planned_jobs(snakemake(trained_copy, "-n").stdout)
     assert "train" not in planned and planned["plot_run"] == len(RUNS)
+    # Where a job trains changes no number: the server is no training code.
+    server = package / "training/server.py"
+    server.write_text(server.read_text() + "\n# an edit\n")
+    assert "train" not in planned_jobs(snakemake(trained_copy, "-n").stdout)
 
-    model = package / "model.py"
+    model = package / "training/model.py"
     model.write_text(model.read_text() + "\n# an edit\n")
     planned = planned_jobs(snakemake(trained_copy, "-n").stdout)
     assert planned["train"] == len(RUNS)
@@ -86,7 +90,7 @@ def test_editing_training_code_retrains_every_run_and_plotting_code_none(trained
 
 
 def test_editing_data_code_redoes_the_data_steps_and_what_follows(trained_copy):
-    checks = trained_copy / "scripts/mnist3d/datacheck.py"
+    checks = trained_copy / "scripts/mnist3d/data/check.py"
     checks.write_text(checks.read_text() + "\n# an edit\n")
     planned = planned_jobs(snakemake(trained_copy, "-n").stdout)
     assert planned["check_data"] == 1 and planned["prepare_data"] == 1 and planned["train"] == len(RUNS)
@@ -94,7 +98,7 @@ def test_editing_data_code_redoes_the_data_steps_and_what_follows(trained_copy):
 
 
 def test_touching_training_code_without_changing_it_retrains_nothing(trained_copy):
-    (trained_copy / "scripts/mnist3d/model.py").touch()
+    (trained_copy / "scripts/mnist3d/training/model.py").touch()
     planned = planned_jobs(snakemake(trained_copy, "-n").stdout)
     assert "train" not in planned
 

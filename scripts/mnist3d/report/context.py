@@ -1,0 +1,229 @@
+"""Everything results/report.html shows, as plain strings, lists and dicts (no HTML): testable
+without rendering. The verdicts come from mnist3d.results.stats and the headline's words from
+mnist3d.report.wording; the ranking of runs and entries from mnist3d.results.metrics, so the page,
+the tables and the charts agree on who is best. Figure titles and captions come from
+mnist3d.report.figures, the table that the rules' `snakemake --report` captions come from too."""
+
+from __future__ import annotations
+
+import datetime as _datetime
+from pathlib import Path
+
+import pandas as pd
+
+from mnist3d.results import stats
+from mnist3d.results.metrics import best_run, ranked_entries, ranked_runs
+from mnist3d.report import figures
+from mnist3d.report.data import data_context, environment_context
+from mnist3d.report.format import (
+    anchor,
+    data_uri,
+    fmt_accuracy,
+    fmt_count,
+    fmt_interval,
+    fmt_seconds,
+    fmt_value,
+    missing,
+    sort_key,
+)
+from mnist3d.report.sections import REPLICATE_PARAMS, ReportImages, sections, sweep_sections
+from mnist3d.report.wording import headline
+
+def varying_params(runs: list[dict]) -> dict[str, str]:
+    """Parameters whose value differs between runs (the levers being compared), each with its most
+    common value (the first seen on a tie), in parameter order."""
+    names: list[str] = []
+    for run in runs:
+        for name in run.get("params") or {}:
+            if name not in names and name not in REPLICATE_PARAMS:
+                names.append(name)
+    usual = {}
+    for name in names:
+        values = [fmt_value((run.get("params") or {}).get(name)) for run in runs]
+        if len(set(values)) > 1:
+            usual[name] = max(dict.fromkeys(values), key=values.count)
+    return usual
+
+
+def unusual_settings(params: dict, usual: dict[str, str]) -> list[str]:
+    """'name=value' for each compared parameter where this run departs from the most common value."""
+    shown = []
+    for name, common in usual.items():
+        value = fmt_value(params.get(name))
+        if value != common:
+            shown.append(f"{name}={value}")
+    return shown
+
+
+def _row_keys(row: pd.Series, columns: list[str]) -> dict[str, str]:
+    return {column: sort_key(row.get(column)) for column in columns}
+
+
+def table_rows(
+    table: pd.DataFrame, runs_by_id: dict[str, dict], usual: dict[str, str], best: str | None, anchors: dict[str, str]
+) -> list[dict]:
+    """The metrics table in the tables' ranking (failed runs last); numbers formatted, raw values kept
+    for sorting, and as settings each parameter where the run departs from the most common value."""
+    rows = []
+    finite = table["test_accuracy"].dropna()
+    top = float(finite.max()) if len(finite) else 1.0
+    numbers = [
+        "test_accuracy",
+        "test_accuracy_ci_low",
+        "test_accuracy_unrotated",
+        "test_accuracy_rotated",
+        "test_loss",
+        "best_val_accuracy",
+        "mean_val_accuracy_after_5",
+        "mean_val_loss_after_5",
+        "training_seconds",
+        "epochs_run",
+        "parameter_count",
+    ]
+    for rank, (_, row) in enumerate(ranked_runs(table).iterrows(), start=1):
+        run = row["run"]
+        params = (runs_by_id.get(run) or {}).get("params") or {}
+        ok = row["status"] == "ok"
+        accuracy = row["test_accuracy"]
+        rows.append(
+            {
+                "rank": rank if ok else "",
+                "run": run,
+                "anchor": anchors.get(run, ""),
+                "entry": row["entry"],
+                "best": run == best,
+                "ok": ok,
+                "status": row["status"],
+                "error": row["error"] if not missing(row["error"]) else "",
+                "test_accuracy": fmt_accuracy(accuracy),
+                "interval": fmt_interval(row.get("test_accuracy_ci_low"), row.get("test_accuracy_ci_high")),
+                "bar_width": f"{100 * accuracy / top:.1f}" if ok and not missing(accuracy) else "0",
+                "unrotated": fmt_accuracy(row["test_accuracy_unrotated"]),
+                "rotated": fmt_accuracy(row["test_accuracy_rotated"]),
+                "test_loss": fmt_accuracy(row["test_loss"]),
+                "best_val_accuracy": fmt_accuracy(row["best_val_accuracy"]),
+                "mean_val_accuracy_after_5": fmt_accuracy(row["mean_val_accuracy_after_5"]),
+                "mean_val_loss_after_5": fmt_accuracy(row["mean_val_loss_after_5"]),
+                "training_time": fmt_seconds(row["training_seconds"]),
+                "epochs": fmt_count(row["epochs_run"]),
+                "parameter_count": fmt_count(row["parameter_count"]),
+                "settings": unusual_settings(params, usual),
+                "sort": {"rank": str(rank) if ok else "", **_row_keys(row, numbers)},
+            }
+        )
+    return rows
+
+
+def _verdict_class(row: pd.Series) -> str:
+    verdict = str(row.get("verdict") or "")
+    if verdict == "best":
+        return "best"
+    if verdict == "no finished run":
+        return "failed"
+    return "tied" if str(row.get("tied_with_best")) == "True" else "other"
+
+
+def entry_rows(table: pd.DataFrame, entries: pd.DataFrame, anchors: dict[str, str]) -> list[dict]:
+    """The entry table in the tables' ranking: mean test accuracy with its interval, and the verdict
+    of the test against the best entry."""
+    summary = entries.set_index("entry")
+    rows = []
+    for rank, entry in enumerate(ranked_entries(table), start=1):
+        if entry not in summary.index:
+            continue
+        row = summary.loc[entry]
+        finished = not missing(row["test_accuracy_mean"])
+        p_value = row.get("vs_best_p_value")
+        rows.append(
+            {
+                "rank": rank if finished else "",
+                "entry": entry,
+                "anchor": anchors.get(entry, ""),
+                "sweep": "" if missing(row.get("sweep")) else str(row.get("sweep")),
+                "replicates": f"{fmt_count(row['replicates_ok'])} / {fmt_count(row['replicates'])}",
+                "mean": fmt_accuracy(row["test_accuracy_mean"]),
+                "std": fmt_accuracy(row["test_accuracy_std"]),
+                "interval": fmt_interval(row.get("test_accuracy_ci_low"), row.get("test_accuracy_ci_high")),
+                "p_value": "" if missing(p_value) else stats.format_p(float(p_value)).removeprefix("p ").lstrip("= "),
+                "test": stats.TEST_NAMES.get(str(row.get("vs_best_test") or ""), ""),
+                "verdict": str(row.get("verdict") or ""),
+                "class": _verdict_class(row),
+                "sort": {
+                    "rank": str(rank) if finished else "",
+                    "replicates": sort_key(row["replicates_ok"]),
+                    **_row_keys(
+                        row, ["test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci_low", "vs_best_p_value"]
+                    ),
+                },
+            }
+        )
+    return rows
+
+
+def build_context(
+    table: pd.DataFrame,
+    entries: pd.DataFrame,
+    runs: list[dict],
+    data_summary: dict,
+    images: ReportImages,
+    *,
+    split_sizes: dict | None = None,
+    metrics_csv: str | Path | None = None,
+    entries_csv: str | Path | None = None,
+    title: str = "3D MNIST: which 3D CNN classifies best",
+    now: _datetime.datetime | None = None,
+) -> dict:
+    """Everything the report shows.
+
+    `table` and `entries` are results/metrics.csv and results/metrics_by_entry.csv as read by
+    mnist3d.results.metrics, `runs` the runs' metrics.json records in the models file's order,
+    `data_summary` results/data/summary.json, `images.sweeps` each sweep's spec with its figure.
+    """
+    best = best_run(table)
+    anchors = {run["run"]: anchor("run", run["run"], index) for index, run in enumerate(runs)}
+    usual = varying_params(runs)
+    runs_by_id = {run["run"]: run for run in runs}
+    data = data_context(data_summary, split_sizes)
+    blocks = sections(runs, table, entries, images, best, anchors)
+    entry_anchors = {block["entry"]: block["anchor"] for block in blocks}
+    now = now or _datetime.datetime.now()
+    return {
+        "title": title,
+        "generated": now.strftime("%Y-%m-%d %H:%M"),
+        "summary": headline(table, entries, best, data),
+        "best": best,
+        "best_anchor": anchors.get(best, ""),
+        "levers": [{"name": name, "usual": value} for name, value in usual.items()],
+        "table": table_rows(table, runs_by_id, usual, best, anchors),
+        "entries": entry_rows(table, entries, entry_anchors),
+        "failed": [
+            {"run": run["run"], "anchor": anchors[run["run"]], "error": run.get("error") or "no error message recorded"}
+            for run in runs
+            if run.get("status") != "ok"
+        ],
+        "comparison": [
+            {
+                "name": figure.name,
+                "title": figure.title,
+                "caption": figures.caption(figure.key),
+                "uri": data_uri(images.comparison[figure.name]),
+            }
+            for figure in figures.group("comparison")
+            if figure.name in images.comparison
+        ],
+        "digits": {
+            figure.name: {
+                "title": figure.title,
+                "caption": figures.caption(figure.key),
+                "uri": data_uri(images.digits[figure.name]),
+            }
+            for figure in figures.group("digits")
+            if figure.name in images.digits
+        },
+        "sweeps": sweep_sections(images, entries, ranked_entries(table), entry_anchors),
+        "data": data,
+        "sections": blocks,
+        "environment": environment_context(runs),
+        "metrics_csv_uri": data_uri(metrics_csv, "text/csv") if metrics_csv else "",
+        "entries_csv_uri": data_uri(entries_csv, "text/csv") if entries_csv else "",
+    }
