@@ -26,9 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from mnist3d.data import prepare
-from mnist3d.data import recipe  # noqa: E402
 from mnist3d.config.runs import OPTIONAL_DEFAULTS  # noqa: E402
+from mnist3d.data import prepare, recipe  # noqa: E402
 
 # The seed notebook's example model, spelled out so the study does not move when config/ does.
 SEED_MODEL = {

@@ -19,8 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from bench_training import REFERENCE, seed_model  # noqa: E402  (the seed notebook's network)
-from mnist3d.training import augment
-from mnist3d.training import pipeline  # noqa: E402
+
+from mnist3d.training import augment, pipeline  # noqa: E402
 
 
 def seconds_per_call(step, repeats: int = 10) -> float:

@@ -43,9 +43,9 @@ warnings.filterwarnings("ignore", message=".*shuffle=True.*was passed")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
+from mnist3d.config.runs import OPTIONAL_DEFAULTS  # noqa: E402
 from mnist3d.training import model as model_lib  # noqa: E402
 from mnist3d.training import pipeline  # noqa: E402
-from mnist3d.config.runs import OPTIONAL_DEFAULTS  # noqa: E402
 
 # The seed's reference network, with the workflow's defaults for every other lever (all off).
 REFERENCE = {
@@ -103,8 +103,7 @@ def onednn_enabled() -> str:
 
 def seed_model(params: dict):
     """The notebook's create_model(), line by line."""
-    from tensorflow.keras.layers import (BatchNormalization, Conv3D, Dense, Dropout, Flatten, Input,
-                                         MaxPooling3D)
+    from tensorflow.keras.layers import BatchNormalization, Conv3D, Dense, Dropout, Flatten, Input, MaxPooling3D
     from tensorflow.keras.models import Sequential
     from tensorflow.keras.optimizers import Adam
 

@@ -38,6 +38,7 @@ def child(args) -> None:
     sys.path.insert(0, str(REPO / "bench"))
     sys.path.insert(0, str(REPO / "scripts"))
     import bench_training as bt
+
     from mnist3d.training import pipeline
 
     pipeline.configure_tensorflow(args.threads, 1)

@@ -19,7 +19,7 @@ rule check_data:
     output:
         report(
             DATA_SUMMARY,
-            caption="../scripts/mnist3d/report/captions/data_summary.rst",
+            caption=figure_caption("data_summary"),
             category="Data",
         ),
     log:

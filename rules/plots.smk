@@ -1,10 +1,7 @@
 # From trained runs to tables and figures. Nothing here imports TensorFlow, so re-plotting never
 # retrains: the plotting modules are inputs, and touching them re-runs only these rules and the report.
 
-# Captions and labels from the table of figures, whose captions results/report.html shows too.
-from mnist3d.report.figures import caption_path as figure_caption, label as figure_label
-
-PLOT_RUN_DIR = "results/plots/runs/{entry}/rep{replicate}"
+PLOT_RUN_DIR = f"results/plots/runs/{RUN_ID}"
 
 
 rule aggregate_metrics:
@@ -47,7 +44,7 @@ rule plot_run:
             category="Runs",
             subcategory="{entry}",
             labels={
-                "run": "{entry}/rep{replicate}",
+                "run": RUN_ID,
                 "figure": figure_label("run_curves"),
             },
         ),
@@ -57,7 +54,7 @@ rule plot_run:
             category="Runs",
             subcategory="{entry}",
             labels={
-                "run": "{entry}/rep{replicate}",
+                "run": RUN_ID,
                 "figure": figure_label("run_confusion"),
             },
         ),
@@ -67,12 +64,12 @@ rule plot_run:
             category="Runs",
             subcategory="{entry}",
             labels={
-                "run": "{entry}/rep{replicate}",
+                "run": RUN_ID,
                 "figure": figure_label("run_per_class"),
             },
         ),
     log:
-        "logs/plot_run/{entry}/rep{replicate}.log",
+        f"logs/plot_run/{RUN_ID}.log",
     conda:
         "../envs/plotting.yaml"
     script:

@@ -2,8 +2,8 @@
 
 import os
 
-from mnist3d.training.classify import classify
 from mnist3d.steplog import rule_log
+from mnist3d.training.classify import classify
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -3,10 +3,9 @@
 import os
 from pathlib import Path
 
-from mnist3d.training import checkpoint
-from mnist3d.training import gpuslots
-from mnist3d.training import server as trainserver
 from mnist3d.steplog import rule_log
+from mnist3d.training import checkpoint, gpuslots
+from mnist3d.training import server as trainserver
 
 # TensorFlow's C++ start-up chatter (no CUDA here, CPU instruction sets) would bury the progress lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mnist3d.results import metrics
 from mnist3d.config.runs import OPTIONAL_DEFAULTS
-from mnist3d.results import runfiles
+from mnist3d.results import metrics, runfiles
 from mnist3d.results.runfiles import HISTORY_COLUMNS
 
 PARAMS = {
@@ -231,8 +230,9 @@ def write_report(
     from mnist3d.plots import comparison as plots_comparison
     from mnist3d.plots import entry as plots_entry
     from mnist3d.plots import run as plots_run
-    from mnist3d.plots import sweep as plots_sweep
     from mnist3d.plots import style as plotstyle
+    from mnist3d.plots import sweep as plots_sweep
+    from mnist3d.report import figures
     from mnist3d.report import render as report
 
     results = root / "results"
@@ -254,7 +254,7 @@ def write_report(
 
     images = report.ReportImages()
     for run, directory in zip(runs, directories):
-        outputs = {name: results / "plots" / "runs" / run["run"] / f"{name}.png" for name, _ in report.RUN_FIGURES}
+        outputs = {name: results / "plots" / "runs" / run["run"] / f"{name}.png" for name in figures.names("run")}
         if real_figures:
             plots_run.plot_run_files(
                 directory / "metrics.json", directory / "history.csv", directory / "predictions.npz", outputs
@@ -268,7 +268,7 @@ def write_report(
                 entry, [d / "metrics.json" for d in own], [d / "history.csv" for d in own], path
             ),
         )
-    comparison = {name: results / "plots" / "comparison" / f"{name}.png" for name in plots_comparison.FIGURES}
+    comparison = {name: results / "plots" / "comparison" / f"{name}.png" for name in figures.names("comparison")}
     if real_figures:
         plots_comparison.plot_comparison_files(
             results / "metrics.csv",

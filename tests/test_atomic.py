@@ -3,8 +3,8 @@ import os
 import pandas as pd
 import pytest
 
-from mnist3d.results import metrics
 from mnist3d.atomic import atomic_path, write_json
+from mnist3d.results import metrics
 
 
 def leftovers(directory):

@@ -177,8 +177,8 @@ def test_angle_spread_follows_the_recipe():
 
 def test_train_run_with_rotations_is_reproducible(tmp_path):
     """The whole training path: the same seed gives the same numbers with augmentation on."""
-    from mnist3d.data import prepare
     from mnist3d.config.runs import OPTIONAL_DEFAULTS
+    from mnist3d.data import prepare
     from mnist3d.training.train import Run, RunPaths, TrainingEnvironment, train_run
 
     rng = np.random.default_rng(0)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from conftest import TINY_DEFAULTS, copy_workflow, planned_jobs, snakemake
 
-from mnist3d.training import classify
 from mnist3d.steplog import UserError
+from mnist3d.training import classify
 
 MODELS = TINY_DEFAULTS + """\
 runs:

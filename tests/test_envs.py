@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from mnist3d import codebase
 
 # Import name -> the packages that provide it, by their conda-forge names (which PyPI shares, but

@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from rundirs import PARAMS, history_of, table_of, write_run, write_runs
 from scipy import stats as scipy_stats
 
-from mnist3d.results import metrics
-from mnist3d.results import stats
-from rundirs import PARAMS, history_of, table_of, write_run, write_runs
+from mnist3d.report import wording
+from mnist3d.results import metrics, stats
 
 ADAPTER = Path(__file__).resolve().parents[1] / "scripts" / "aggregate_metrics.py"
 
@@ -312,9 +312,11 @@ def test_statistics_columns_survive_the_csv(tmp_path):
     assert read_entries["tied_with_best"].tolist() == [True, False, True, False]
     assert read_entries["vs_best_test"].tolist() == ["", "mcnemar", "mcnemar", ""]
     assert read_entries["verdict"].tolist() == entries["verdict"].tolist()
-    read_back, fresh = stats.headline(read_entries.reset_index()), stats.headline(entries.reset_index())
-    for key in ("best_entry", "sentence", "tests", "intervals", "captions", "no_finished_run"):
+    read_back, fresh = stats.standing(read_entries.reset_index()), stats.standing(entries.reset_index())
+    for key in ("best_entry", "tests", "intervals", "no_finished_run"):
         assert read_back[key] == fresh[key], key
+    for words in (wording.ranking_sentences, wording.method_notes):
+        assert words(read_back) == words(fresh)
     assert [item["entry"] for item in read_back["tied"]] == ["c"] and read_back["below"][0]["entry"] == "b"
 
 

@@ -10,19 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from rundirs import table_of, tables_of, write_run, write_runs, write_sweep
 
 from mnist3d.plots import comparison as plots_comparison
-from mnist3d.plots import digits as views3d
+from mnist3d.plots import digits, mistakes
 from mnist3d.plots import entry as plots_entry
-from mnist3d.plots import mistakes
 from mnist3d.plots import overlay as plots_overlay
 from mnist3d.plots import run as plots_run
 from mnist3d.plots import style as plotstyle
 from mnist3d.plots import sweep as plots_sweep
 from mnist3d.report import figures
-from mnist3d.results import confusion, metrics
-from mnist3d.results import runfiles as plots_inputs
-from rundirs import table_of, tables_of, write_run, write_runs, write_sweep
+from mnist3d.results import confusion, metrics, runfiles
 
 
 def assert_png(path: Path, min_width: int = 300, min_height: int = 150) -> None:
@@ -80,7 +78,7 @@ def test_a_failed_run_gets_placeholders_that_say_why(tmp_path):
     for path in outputs.values():
         assert_png(path, min_height=100)
     figure = plots_run.run_figures(
-        plots_inputs.read_metrics(run / "metrics.json"), plots_inputs.read_history(run / "history.csv"), {}
+        runfiles.read_metrics(run / "metrics.json"), runfiles.read_history(run / "history.csv"), {}
     )["curves"]
     texts = " ".join(text.get_text() for axis in figure.axes for text in axis.texts)
     assert "failed" in texts and "ResourceExhaustedError" in texts
@@ -98,7 +96,7 @@ def test_entry_band_from_replicates_of_different_lengths(tmp_path):
     )
     assert_png(output)
     band = plots_entry.replicate_band(
-        [plots_inputs.read_history(d / "history.csv") for d in directories[:3]], "val_accuracy"
+        [runfiles.read_history(d / "history.csv") for d in directories[:3]], "val_accuracy"
     )
     assert band["epoch"].tolist() == list(range(1, 9))
     assert band["count"].tolist() == [3] * 6 + [2, 1]
@@ -118,9 +116,9 @@ def test_history_without_pandas_reads_as_the_metrics_table_does(tmp_path):
     lines = path.read_text().splitlines()
     lines[2] = ",".join(lines[2].split(",")[:-1] + [""])
     path.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
-    history = plots_inputs.read_history(path)
+    history = runfiles.read_history(path)
     assert len(history) == 6 and history["epoch"].tolist() == list(range(1, 7))
-    for column in plots_inputs.HISTORY_COLUMNS:
+    for column in runfiles.HISTORY_COLUMNS:
         expected = np.array(frame[column], dtype=float)
         if column == "learning_rate":
             expected[1] = np.nan
@@ -128,7 +126,7 @@ def test_history_without_pandas_reads_as_the_metrics_table_does(tmp_path):
     (tmp_path / "header.csv").write_text("epoch,loss,accuracy\n")
     (tmp_path / "empty.csv").write_text("")
     for name in ("header.csv", "empty.csv"):
-        empty = plots_inputs.read_history(tmp_path / name)
+        empty = runfiles.read_history(tmp_path / name)
         assert len(empty) == 0 and empty["val_loss"].size == 0
 
 
@@ -161,7 +159,7 @@ def test_digit_views_from_prepared_test_set_and_best_run(tmp_path):
         test_rotated=np.tile([0, 1], 100).astype(np.int8),
     )
     examples, misclassified = tmp_path / "examples.png", tmp_path / "misclassified.png"
-    views3d.plot_examples_file(prepared, examples)
+    digits.plot_examples_file(prepared, examples)
     best = mistakes.plot_misclassified_file(
         prepared,
         table_path,
@@ -180,7 +178,7 @@ def test_a_digit_is_drawn_as_one_square_per_filled_cell_in_its_place():
     grid[0, 0, 0] = 0.05  # a stray point below the threshold
     figure = plotstyle.new_figure(3, 3)
     axis = figure.add_subplot(projection="3d")
-    views3d.draw_digit(axis, grid, "bar")
+    digits.draw_digit(axis, grid, "bar")
     [points] = axis.collections
     x, y, z = points._offsets3d
     assert len(x) == 24

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO, planned_jobs, snakemake
+from rundirs import DATA_SUMMARY, tables_of, write_report, write_run, write_runs, write_sweep
+
 from mnist3d.plots import style as plotstyle
 from mnist3d.report import figures
 from mnist3d.report import render as report
 from mnist3d.results import metrics
-from rundirs import DATA_SUMMARY, tables_of, write_report, write_run, write_runs, write_sweep
 
 HOSTILE = "<script>alert('x')</script>"
 SUMMARY = {**DATA_SUMMARY, "attributes": {"source": "generated", "seed": 0, "note": "<b>bold?</b>"}}

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from conftest import TEST_CONFIG, copy_workflow, snakemake
 
-from mnist3d.training import checkpoint
-from mnist3d.data import prepare
 from mnist3d.config.runs import OPTIONAL_DEFAULTS
+from mnist3d.data import prepare
+from mnist3d.training import checkpoint
 from mnist3d.training.train import Run, RunPaths, TrainingEnvironment, train_run
 
 TIMINGS = ("training_seconds", "samples_per_second")
@@ -191,6 +191,15 @@ def saved_epoch(workdir: Path) -> int | None:
         return None
 
 
+def running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def test_snakemake_killed_during_epoch_3_resumes(tmp_path):
     whole = one_run_workflow(tmp_path / "whole")
     snakemake(whole, *TARGETS)
@@ -211,6 +220,15 @@ def test_snakemake_killed_during_epoch_3_resumes(tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # snakemake and its training job, with no chance to clean up
         process.wait()
+    # A warm server's worker is in the server's session: it stops when it sees its job's connection
+    # close, and until then could still write a checkpoint.
+    log = (killed / "logs" / "train" / "solo" / "rep1.log").read_text()
+    if "training in worker " in log:
+        worker = int(log.split("training in worker ")[1].split()[0])
+        deadline = time.monotonic() + 60
+        while running(worker):
+            assert time.monotonic() < deadline, f"worker {worker} went on after its job was killed"
+            time.sleep(0.05)
     assert saved_epoch(killed) == 2, "killed too late: epoch 3 had finished"
     assert not (killed / RUN / "metrics.json").exists()
 

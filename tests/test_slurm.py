@@ -15,7 +15,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 from conftest import TEST_CONFIG, copy_workflow, planned_jobs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))

@@ -9,7 +9,6 @@ import textwrap
 import time
 
 import pytest
-
 from conftest import TEST_CONFIG, copy_workflow, planned_jobs, snakemake
 
 MODELS = "models-sweep.yaml"

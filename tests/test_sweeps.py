@@ -6,8 +6,8 @@ import time
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from mnist3d.config.names import MAX_NAME_LENGTH, check_name, entry_name, value_text
 from mnist3d.config.sweeps import SweepError, check_no_clash, expand_sweeps
 

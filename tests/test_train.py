@@ -4,9 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from mnist3d.data import prepare
-from mnist3d.training import train
 from mnist3d.config.runs import OPTIONAL_DEFAULTS
+from mnist3d.data import prepare
 from mnist3d.results.confusion import evaluation_metrics
 from mnist3d.results.runfiles import HISTORY_COLUMNS
 from mnist3d.training.train import Run, RunPaths, TrainingEnvironment, train_run

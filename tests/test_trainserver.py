@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from test_train import TINY, prepared  # noqa: F401  (a fixture)
 
 from mnist3d.training import server as trainserver

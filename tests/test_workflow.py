@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pandas as pd
-
 from conftest import copy_workflow, planned_jobs, snakemake
 
 RUNS = ["small/rep1", "small-keras/rep1", "pair/rep1", "pair/rep2", "too-big/rep1"]

@@ -35,11 +35,9 @@ Decisions, and why:
 from __future__ import annotations
 
 import difflib
-import hashlib
 import itertools
 import math
 import random
-import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 

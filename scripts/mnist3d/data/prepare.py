@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from mnist3d.data import check as datacheck
 from mnist3d.atomic import atomic_path
+from mnist3d.data import check as datacheck
 from mnist3d.grid import INPUT_SHAPE
 
 UNKNOWN = -1

@@ -12,8 +12,6 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
-from mnist3d.results.metrics import best_run, ranked_entries, ranked_runs, read_entry_table, read_table
-from mnist3d.results.runfiles import read_history, read_metrics
 from mnist3d.plots.overlay import RunCurves, curves_overlay
 from mnist3d.plots.style import (
     ACCURACY_COLOUR,
@@ -32,6 +30,8 @@ from mnist3d.plots.style import (
     save_all,
     styled,
 )
+from mnist3d.results.metrics import best_run, ranked_entries, ranked_runs, read_entry_table, read_table
+from mnist3d.results.runfiles import read_history, read_metrics
 
 # Bars of entries by verdict: the best, those the tests cannot tell from it, and the rest.
 BEST_BAR, TIED_BAR, OTHER_BAR = ACCURACY_COLOUR, "#8fb9a3", "#cfd6d2"

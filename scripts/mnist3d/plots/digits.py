@@ -11,8 +11,8 @@ import numpy as np
 from matplotlib import colormaps
 
 from mnist3d.grid import CLASSES, EDGE, GRID_SHAPE
-from mnist3d.results.confusion import rotation_known
 from mnist3d.plots.style import INK, MUTED, new_figure, save, styled
+from mnist3d.results.confusion import rotation_known
 
 # Cells below this share of the grid's maximum are left empty: they are single stray points.
 THRESHOLD = 0.12

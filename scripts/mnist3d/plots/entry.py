@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from mnist3d.results.runfiles import read_history, read_metrics
 from mnist3d.plots.style import (
     ACCURACY_COLOUR,
     LOSS_COLOUR,
@@ -16,6 +15,7 @@ from mnist3d.plots.style import (
     save,
     styled,
 )
+from mnist3d.results.runfiles import read_history, read_metrics
 
 
 def replicate_band(histories: list, column: str) -> dict[str, np.ndarray]:

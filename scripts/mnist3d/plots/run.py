@@ -9,8 +9,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from mnist3d.grid import CLASSES
-from mnist3d.results.confusion import confusion_counts, per_class_accuracy, row_normalised, rotation_known
-from mnist3d.results.runfiles import read_history, read_metrics
 from mnist3d.plots.style import (
     ACCURACY_COLOUR,
     INK,
@@ -27,6 +25,8 @@ from mnist3d.plots.style import (
     save_all,
     styled,
 )
+from mnist3d.results.confusion import confusion_counts, per_class_accuracy, rotation_known, row_normalised
+from mnist3d.results.runfiles import read_history, read_metrics
 
 # One run's figures are looked at one at a time and there are three per run: a lower resolution
 # keeps a 60-run report, with all 180 of them embedded, well under 10 MB.

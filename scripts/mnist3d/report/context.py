@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from mnist3d.results import stats
-from mnist3d.results.metrics import best_run, ranked_entries, ranked_runs
 from mnist3d.report import figures
 from mnist3d.report.data import data_context, environment_context
 from mnist3d.report.format import (
@@ -28,6 +26,9 @@ from mnist3d.report.format import (
 )
 from mnist3d.report.sections import REPLICATE_PARAMS, ReportImages, sections, sweep_sections
 from mnist3d.report.wording import headline
+from mnist3d.results import stats
+from mnist3d.results.metrics import best_run, ranked_entries, ranked_runs
+
 
 def varying_params(runs: list[dict]) -> dict[str, str]:
     """Parameters whose value differs between runs (the levers being compared), each with its most

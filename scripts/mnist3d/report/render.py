@@ -16,9 +16,9 @@ import jinja2
 import numpy as np
 
 from mnist3d.atomic import write_text
-from mnist3d.results.metrics import read_entry_table, read_metrics, read_table
 from mnist3d.report.context import build_context
 from mnist3d.report.sections import ReportImages
+from mnist3d.results.metrics import read_entry_table, read_metrics, read_table
 
 __all__ = [
     "ReportImages",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mnist3d.results import stats
 from mnist3d.report.format import fmt_accuracy, fmt_interval, fmt_seconds, missing
+from mnist3d.results import stats
 
 METHOD_NOTES = {
     stats.WILSON: "Intervals on single runs are 95 % Wilson score intervals: they treat the test grids as a random "

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mnist3d.results import stats
 from mnist3d.atomic import atomic_path
+from mnist3d.results import stats
 from mnist3d.results.runfiles import read_history, read_metrics, read_predictions
 
 # The seed notebook's bar charts average its curves "with the first 5 values skipped by default".

@@ -9,19 +9,18 @@ Keras is imported inside the functions: this module is importable where only Num
 
 from __future__ import annotations
 
-import json
-
 import csv
+import json
 import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from mnist3d.data import check as datacheck
 from mnist3d.atomic import atomic_path
-from mnist3d.steplog import UserError
+from mnist3d.data import check as datacheck
 from mnist3d.grid import CLASSES, GRID_SHAPE, INPUT_SHAPE, VOXELS
+from mnist3d.steplog import UserError
 
 BATCH = 512
 

@@ -6,8 +6,8 @@ parses the workflow, where importing TensorFlow would cost seconds.
 
 from __future__ import annotations
 
-from mnist3d.training.geometry import check_layers, spatial_sizes
 from mnist3d.grid import CLASSES, INPUT_SHAPE
+from mnist3d.training.geometry import check_layers, spatial_sizes
 
 IMPLEMENTATIONS = ("fast", "keras")
 

@@ -261,9 +261,11 @@ def serve(path: Path, idle_seconds: float) -> None:
                 _say(f"idle for {idle_seconds:.0f} s: exiting")
                 return
     finally:
-        # A job connecting now finds no socket and starts a new server.
+        # A job connecting now finds no socket and starts a new server, which may take the lock at
+        # once rather than after this process's TensorFlow has torn down.
         path.unlink(missing_ok=True)
         listener.close()
+        lock.close()
 
 
 def _from_owner(connection: socket.socket) -> bool:

@@ -1,8 +1,8 @@
 import textwrap
 
 import pytest
-
 from conftest import REPO
+
 from mnist3d.config.names import check_name
 from mnist3d.config.runs import OPTIONAL_DEFAULTS, RunConfigError, load_runs
 from mnist3d.training.geometry import spatial_sizes
