@@ -5,6 +5,7 @@ rule classify:
         model=f"{RUN_DIR}/model.keras",
         metrics=f"{RUN_DIR}/metrics.json",
         grids=classify_file,
+        code=code_files("mnist3d.training.classify"),
     output:
         f"results/classified/{RUN_ID}/{{name}}.csv",
     log:

@@ -7,7 +7,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from mnist3d import codebase
-from mnist3d.config.names import NAME_PATTERN, RUN_ID, run_id
+from mnist3d.runid import NAME_PATTERN, RUN_ID, run_id
 from mnist3d.config.runs import RunConfigError, load_runs
 from mnist3d.report.figures import caption_path as figure_caption, label as figure_label
 from mnist3d.training.server import TRAINED_BY

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnist3d.config.names import parse_run_id
+from mnist3d.runid import parse_run_id
 
 RUNS = Path("results/runs")
 

@@ -37,16 +37,6 @@ with rule_log(snakemake) as log:
                 "gpu_slot": gpu_slot,
             },
         }
-        idle = config["warm_server_idle"]
-        why_not = trainserver.usable(gpu_slot, idle)
-        if why_not is None:
-            try:
-                trainserver.train(arguments, snakemake.params.training_code, idle, log)
-            except trainserver.ServerUnavailable as error:
-                why_not = f"{error}"
-        if why_not is not None:
-            log(f"training in this job's own process: {why_not}")
-            # Imported only here: the server's clients need none of it (scikit-learn alone costs ~1 s).
-            from mnist3d.training.train import train_run
-
-            train_run(**trainserver.train_arguments(arguments), log=log)
+        trainserver.train_job(
+            arguments, snakemake.params.training_code, config["warm_server_idle"], gpu_slot, log
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -55,6 +56,57 @@ def snakemake(workdir: Path, *arguments: str, check: bool = True) -> subprocess.
             f"snakemake {' '.join(arguments)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
         )
     return result
+
+
+# Each rule as Snakemake reads the workflow, printed by a separate process so that loading the
+# workflow leaves the test's own process alone.
+RULES_PROGRAM = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.io import is_flagged
+from snakemake.settings.types import OutputSettings, ResourceSettings
+
+with SnakemakeApi(OutputSettings(enable_file_logging=False)) as api:
+    workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=Path("Snakefile"))
+    rules = []
+    for rule in workflow._workflow.rules:
+        actions = {kind: getattr(rule, kind) for kind in ("script", "shellcmd", "notebook", "wrapper", "cwl")}
+        done = [kind for kind, value in actions.items() if value is not None]
+        names = {index: name for name, (index, _) in rule.output._names.items()}
+        reported = []
+        for index, item in enumerate(rule.output):
+            if is_flagged(item, "report"):
+                caption = item.flags["report"].caption
+                reported.append({
+                    "name": names.get(index),
+                    "snakefile": str(rule.snakefile),
+                    "caption": None if caption is None else str(caption.get_path_or_uri(secret_free=True)),
+                })
+        rules.append({
+            "name": rule.name,
+            "snakefile": str(rule.snakefile),
+            "action": done[0] if done else ("none" if rule.norun else "run"),
+            "script": rule.script,
+            "conda": rule.conda_env if rule.conda_env is None or isinstance(rule.conda_env, str) else repr(rule.conda_env),
+            "inputs": list(rule.input.keys()),
+            "reported": reported,
+        })
+Path(sys.argv[1]).write_text(json.dumps(rules))
+"""
+
+
+def workflow_rules(workdir: Path, scratch: Path) -> list[dict]:
+    """Every rule of the workflow in `workdir` as Snakemake reads it: name, snakefile, action (script,
+    shellcmd, ..., "none" for a target such as `all`), script, conda, input names and the outputs
+    marked for `snakemake --report` with their captions. Raises RuntimeError when Snakemake cannot
+    load the workflow."""
+    out = scratch / "rules.json"
+    result = subprocess.run([sys.executable, "-c", RULES_PROGRAM, str(out)], cwd=workdir, capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"Snakemake could not load {workdir}/Snakefile:\n{result.stderr[-4000:]}")
+    return json.loads(out.read_text())
 
 
 def planned_jobs(dry_run_output: str) -> dict[str, int]:

@@ -11,16 +11,14 @@ requirements.txt, so that file holds every package of every environment.
 from __future__ import annotations
 
 import ast
-import json
 import re
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, workflow_rules
 
 from mnist3d import codebase
 
@@ -52,27 +50,7 @@ PYPI_NAME = {"matplotlib-base": "matplotlib"}
 
 # What Snakemake knows of each rule, printed by a separate process so that loading the workflow
 # (its logging, working directory and sys.path) leaves this one alone.
-RULES_PROGRAM = """
-import json, sys
-from pathlib import Path
-from snakemake.api import SnakemakeApi
-from snakemake.settings.types import OutputSettings, ResourceSettings
 
-with SnakemakeApi(OutputSettings(enable_file_logging=False)) as api:
-    workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=Path("Snakefile"))
-    rules = []
-    for rule in workflow._workflow.rules:
-        actions = {kind: getattr(rule, kind) for kind in ("script", "shellcmd", "notebook", "wrapper", "cwl")}
-        done = [kind for kind, value in actions.items() if value is not None]
-        rules.append({
-            "name": rule.name,
-            "snakefile": str(rule.snakefile),
-            "action": done[0] if done else ("none" if rule.norun else "run"),
-            "script": rule.script,
-            "conda": rule.conda_env if rule.conda_env is None or isinstance(rule.conda_env, str) else repr(rule.conda_env),
-        })
-Path(sys.argv[1]).write_text(json.dumps(rules))
-"""
 
 
 class EnvCheckError(Exception):
@@ -93,14 +71,12 @@ class Import:
     where: str  # the module or script that imports it, and the line
 
 
-def workflow_rules(workdir: Path, tmp_path: Path) -> list[dict]:
+def load_rules(workdir: Path, tmp_path: Path) -> list[dict]:
     """Every rule of the workflow in `workdir`, as Snakemake reads it."""
-    out = tmp_path / "rules.json"
-    result = subprocess.run([sys.executable, "-c", RULES_PROGRAM, str(out)], cwd=workdir,
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        raise EnvCheckError(f"Snakemake could not load {workdir}/Snakefile:\n{result.stderr[-4000:]}")
-    return json.loads(out.read_text())
+    try:
+        return workflow_rules(workdir, tmp_path)
+    except RuntimeError as error:
+        raise EnvCheckError(str(error)) from None
 
 
 def script_rules(rules: list[dict]) -> list[ScriptRule]:
@@ -248,7 +224,7 @@ def missing_requirements(envs: list[Path], requirements_file: Path) -> list[str]
 
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory) -> list[ScriptRule]:
-    return script_rules(workflow_rules(REPO, tmp_path_factory.mktemp("rules")))
+    return script_rules(load_rules(REPO, tmp_path_factory.mktemp("rules")))
 
 
 def test_snakemake_sees_every_rule_of_the_rules_files(rules):
@@ -325,7 +301,7 @@ def test_checker_fails_on_an_import_it_cannot_map(tmp_path):
 def test_a_script_rule_without_a_conda_env_fails_loudly(tmp_path):
     _write(tmp_path / "Snakefile", 'rule bare:\n    output:\n        "x",\n    script:\n        "bare.py"\n')
     with pytest.raises(EnvCheckError, match="rule bare .* runs bare.py without a conda env"):
-        script_rules(workflow_rules(tmp_path, tmp_path))
+        script_rules(load_rules(tmp_path, tmp_path))
 
 
 def test_requirements_check_reports_a_missing_package(tmp_path):

@@ -88,27 +88,29 @@ def test_rules_list_no_module_by_hand():
 
 
 def test_one_definition_of_the_shared_facts():
-    definitions = {"CLASSES": [], "HISTORY_COLUMNS": [], "EDGE": [], "INPUT_SHAPE": []}
+    definitions = {name: [] for name in ("CLASSES", "HISTORY_COLUMNS", "EDGE", "INPUT_SHAPE", "GRID_SHAPE", "VOXELS",
+                                         "RUN_ID", "NAME_PATTERN")}
     for path in PACKAGE.rglob("*.py"):
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.Assign):
                 for target in node.targets:
                     if isinstance(target, ast.Name) and target.id in definitions:
                         definitions[target.id].append(path.relative_to(PACKAGE).as_posix())
-    assert definitions == {"CLASSES": ["grid.py"], "HISTORY_COLUMNS": ["results/runfiles.py"],
-                           "EDGE": ["grid.py"], "INPUT_SHAPE": ["grid.py"]}
+    assert definitions == {"CLASSES": ["grid.py"], "HISTORY_COLUMNS": ["results/runfiles.py"], "EDGE": ["grid.py"],
+                           "INPUT_SHAPE": ["grid.py"], "GRID_SHAPE": ["grid.py"], "VOXELS": ["grid.py"],
+                           "RUN_ID": ["runid.py"], "NAME_PATTERN": ["runid.py"]}
 
 
-@pytest.mark.parametrize("text", ["rep1", "a/b/rep1", "a/rep", "a/repx", "../rep1"])
+@pytest.mark.parametrize("text", ["rep1", "a/b/rep1", "a/rep", "a/repx", "../rep1", "a..b/rep1"])
 def test_run_ids_that_are_no_run_ids_are_refused(text):
-    from mnist3d.config.names import parse_run_id
+    from mnist3d.runid import parse_run_id
 
     with pytest.raises(ValueError, match="not a run id"):
         parse_run_id(text)
 
 
 def test_run_ids_read_back():
-    from mnist3d.config.names import RUN_ID, parse_run_id, run_id
+    from mnist3d.runid import RUN_ID, parse_run_id, run_id
 
     assert run_id("width.dropout-0.3", 12) == "width.dropout-0.3/rep12" == RUN_ID.format(entry="width.dropout-0.3",
                                                                                           replicate=12)
@@ -130,3 +132,64 @@ def test_parse_time_and_plotting_modules_never_load_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# How and where a job runs and logs; never what it writes, so no rule's code needs them.
+RUN_ONLY = {"mnist3d.steplog", "mnist3d.training.gpuslots", "mnist3d.training.server"}
+
+
+def rule_blocks() -> dict[str, str]:
+    blocks = {}
+    for path in sorted((REPO / "rules").glob("*.smk")):
+        for match in re.finditer(r"^rule (\w+):\n((?:[ \t]+.*\n|\n)+)", path.read_text(), re.M):
+            blocks[match.group(1)] = match.group(2)
+    return blocks
+
+
+def test_each_rule_names_the_code_its_script_runs():
+    """What a rule's script imports from the package is inside the code the rule names (code_files,
+    code_digest, or TRAINING_CODE for training), so an edit to it reruns the rule."""
+    from mnist3d.training.server import TRAINED_BY
+
+    checked = []
+    for rule, block in rule_blocks().items():
+        script = re.search(r'script:\s*\n\s*"\.\./(scripts/\w+\.py)"', block)
+        if script is None:
+            continue
+        named = re.findall(r'code_(?:files|digest)\("([\w.]+)"\)', block)
+        if "TRAINING_CODE" in block:
+            named.append(TRAINED_BY)
+        assert named, f"rule {rule} runs {script.group(1)} but names none of its code"
+        covered = set(codebase.closure(*named))
+        imported = codebase.file_imports(REPO / script.group(1)) - RUN_ONLY
+        assert imported <= covered, f"rule {rule}: {sorted(imported - covered)} are not in its code"
+        checked.append(rule)
+    assert len(checked) >= 12, checked
+
+
+def test_a_script_importing_code_its_rule_does_not_name_is_found(tmp_path):
+    script = tmp_path / "plot.py"
+    script.write_text("from mnist3d.plots.run import plot_run_files\nfrom mnist3d.report import wording\n")
+    assert not codebase.file_imports(script) <= set(codebase.closure("mnist3d.plots.run"))
+    (tmp_path / "relative.py").write_text("from . import grid\n")
+    with pytest.raises(ValueError, match="relative import"):
+        codebase.file_imports(tmp_path / "relative.py")
+
+
+# What a stage must not import: config (parsed by the Snakefile) and data come before everything
+# else, results know nothing of plots or the report, and plots nothing of the report. Training
+# writes a run's files through results.runfiles, so it may use results.
+LATER_STAGES = {
+    "mnist3d.config": ("mnist3d.data", "mnist3d.results", "mnist3d.plots", "mnist3d.report"),
+    "mnist3d.data": ("mnist3d.training", "mnist3d.results", "mnist3d.plots", "mnist3d.report"),
+    "mnist3d.results": ("mnist3d.plots", "mnist3d.report"),
+    "mnist3d.plots": ("mnist3d.report",),
+}
+
+
+def test_stages_import_only_earlier_stages():
+    for module in codebase.all_modules():
+        for stage, later in LATER_STAGES.items():
+            if module == stage or module.startswith(stage + "."):
+                wrong = [name for name in codebase.direct_imports(module) if name.startswith(later)]
+                assert not wrong, f"{module} imports {wrong}"

@@ -8,14 +8,13 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, planned_jobs, snakemake
+from conftest import REPO, planned_jobs, snakemake, workflow_rules
 from rundirs import DATA_SUMMARY, tables_of, write_report, write_run, write_runs, write_sweep
 
 from mnist3d.plots import style as plotstyle
@@ -340,40 +339,10 @@ def test_report_is_written_atomically(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # The table of figures (mnist3d.report.figures): one caption per figure, for both reports.
 
-# Each rule's inputs and its outputs marked for `snakemake --report`, as Snakemake reads the workflow,
-# printed by a separate process so that loading the workflow leaves this one alone.
-RULES_PROGRAM = """
-import json, sys
-from pathlib import Path
-from snakemake.api import SnakemakeApi
-from snakemake.io import is_flagged
-from snakemake.settings.types import OutputSettings, ResourceSettings
-
-with SnakemakeApi(OutputSettings(enable_file_logging=False)) as api:
-    workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=Path("Snakefile"))
-    rules = {}
-    for rule in workflow._workflow.rules:
-        names = {index: name for name, (index, _) in rule.output._names.items()}
-        reported = []
-        for index, item in enumerate(rule.output):
-            if is_flagged(item, "report"):
-                caption = item.flags["report"].caption
-                reported.append({
-                    "name": names.get(index),
-                    "snakefile": str(rule.snakefile),
-                    "caption": None if caption is None else str(caption.get_path_or_uri(secret_free=True)),
-                })
-        rules[rule.name] = {"inputs": list(rule.input.keys()), "reported": reported}
-Path(sys.argv[1]).write_text(json.dumps(rules))
-"""
-
-
 @pytest.fixture(scope="module")
-def workflow_rules(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("rules") / "rules.json"
-    result = subprocess.run([sys.executable, "-c", RULES_PROGRAM, str(out)], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return json.loads(out.read_text())
+def rules_by_name(tmp_path_factory) -> dict:
+    """Each rule's input names and its outputs marked for `snakemake --report`, by rule name."""
+    return {rule["name"]: rule for rule in workflow_rules(REPO, tmp_path_factory.mktemp("rules"))}
 
 
 def test_every_figure_has_its_caption_file_and_every_caption_file_is_a_figure():
@@ -405,10 +374,10 @@ def test_captions_read_as_text_with_their_wildcards_filled():
         figures.figure("run_curve")
 
 
-def test_rule_outputs_in_the_snakemake_report_use_the_table_captions(workflow_rules):
+def test_rule_outputs_in_the_snakemake_report_use_the_table_captions(rules_by_name):
     by_path = {str(figure.caption_path): figure for figure in figures.FIGURES.values()}
     used = []
-    for rule, found in workflow_rules.items():
+    for rule, found in rules_by_name.items():
         for output in found["reported"]:
             assert output["caption"] is not None, (rule, output)
             figure = by_path.get(str(Path(output["caption"]).resolve()))
@@ -419,9 +388,9 @@ def test_rule_outputs_in_the_snakemake_report_use_the_table_captions(workflow_ru
     assert sorted(used) == sorted(figures.FIGURES), "each figure of the table is one output of one rule"
 
 
-def test_report_rule_takes_every_figure_under_its_key(workflow_rules):
+def test_report_rule_takes_every_figure_under_its_key(rules_by_name):
     shown = [figure.key for group in ("run", "entry", "comparison", "digits", "sweep") for figure in figures.group(group)]
-    inputs = workflow_rules["report"]["inputs"]
+    inputs = rules_by_name["report"]["inputs"]
     assert set(shown) <= set(inputs), sorted(set(shown) - set(inputs))
 
 

@@ -200,7 +200,7 @@ def test_the_server_forks_no_worker_for_another_account(shared_folder, tmp_path)
 def test_a_job_sends_nothing_to_a_server_of_another_account(shared_folder):
     socket_dir = shared_folder / ".snakemake" / "train-server"
     trainserver.private_directory(socket_dir)
-    # Open for a while (before this check existed, or by hand): another account plants its server.
+    # Open for a while (opened by hand, or made under an older version): another account plants its server.
     socket_dir.chmod(0o777)
     path = socket_dir / f"{trainserver.server_key('code-v1')}.sock"
     stranger = as_stranger(STRANGER_SERVER, path)

@@ -74,10 +74,11 @@ def test_editing_training_code_retrains_every_run_and_plotting_code_none(trained
     plots.write_text(plots.read_text() + "\n# an edit\n")
     planned = planned_jobs(snakemake(trained_copy, "-n").stdout)
     assert "train" not in planned and planned["plot_run"] == len(RUNS)
-    # Where a job trains changes no number: the server is no training code.
-    server = package / "training/server.py"
-    server.write_text(server.read_text() + "\n# an edit\n")
-    assert "train" not in planned_jobs(snakemake(trained_copy, "-n").stdout)
+    # Where a job trains changes no number: the server is no training code; nor are run names.
+    for edited in ("training/server.py", "config/names.py"):
+        module = package / edited
+        module.write_text(module.read_text() + "\n# an edit\n")
+        assert "train" not in planned_jobs(snakemake(trained_copy, "-n").stdout), edited
 
     model = package / "training/model.py"
     model.write_text(model.read_text() + "\n# an edit\n")

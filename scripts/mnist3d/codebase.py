@@ -20,7 +20,6 @@ from pathlib import Path
 
 PACKAGE = "mnist3d"
 PACKAGE_DIR = Path(__file__).resolve().parent
-SOURCE_SUFFIXES = (".py",)
 # Files beside the modules that a module reads at run time (report templates, figure captions).
 DATA_SUFFIXES = (".j2", ".rst", ".css", ".js")
 
@@ -45,30 +44,38 @@ def _resolved(module: str, names: list[str], root: Path) -> set[str]:
     return found
 
 
-@functools.cache
-def _direct_imports(module: str, root: Path = PACKAGE_DIR) -> frozenset[str]:
-    path = module_path(module, root)
-    tree = ast.parse(path.read_text(), filename=str(path))
+def file_imports(path: Path, root: Path = PACKAGE_DIR) -> set[str]:
+    """The package modules a source file (a module or a rule's script) imports, anywhere in it, with
+    the packages whose __init__.py that runs. A relative import is an error: the package writes
+    absolute ones, and this reading would miss it."""
+    tree = ast.parse(Path(path).read_text(), filename=str(path))
     imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported.update(alias.name for alias in node.names if alias.name.split(".")[0] == PACKAGE)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.split(".")[0] == PACKAGE:
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                raise ValueError(f"{path}:{node.lineno}: a relative import; write it as `from {PACKAGE}...`")
+            if node.module and node.module.split(".")[0] == PACKAGE:
                 imported |= _resolved(node.module, [alias.name for alias in node.names], root)
     with_parents = imported.union(*(_parents(name) for name in imported))
-    return frozenset(name for name in with_parents if module_path(name, root) is not None and name != module)
+    return {name for name in with_parents if module_path(name, root) is not None}
+
+
+@functools.cache
+def _direct_imports(module: str, root: Path = PACKAGE_DIR) -> frozenset[str]:
+    return frozenset(file_imports(module_path(module, root), root) - {module})
+
+
+def direct_imports(module: str, root: Path = PACKAGE_DIR) -> set[str]:
+    """The package modules `module` imports itself, anywhere in its source."""
+    return set(_direct_imports(module, root))
 
 
 def _parents(module: str) -> list[str]:
     """The packages whose __init__.py Python runs before `module` ('mnist3d', 'mnist3d.training')."""
     parts = module.split(".")
     return [".".join(parts[:end]) for end in range(1, len(parts))]
-
-
-def direct_imports(module: str, root: Path = PACKAGE_DIR) -> set[str]:
-    """The package modules `module` imports itself, anywhere in its source."""
-    return set(_direct_imports(module, root))
 
 
 def closure(*modules: str, root: Path = PACKAGE_DIR) -> list[str]:

@@ -1,8 +1,6 @@
-"""Names of runs, defined once: what a run name may hold, a run's id, a sweep combination's name,
-and the "did you mean" hint for a mistyped field.
+"""Names of runs, defined once: what a run name may hold, a sweep combination's name and value
+labels, and the "did you mean" hint for a mistyped field. A run's id is in mnist3d.runid.
 
-A run's id `entry/repN` is also its folder under results/runs/ and logs/, so the rules build their
-paths from RUN_ID, and the training code reads entry and replicate from the id with `parse_run_id`.
 Parse-time code: standard library only.
 """
 
@@ -14,12 +12,9 @@ import math
 import re
 from collections.abc import Collection, Mapping
 
-# A run name is a directory name: letters, digits, '_', '.', '-', never '..', not starting with '.' or '-'.
-NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+from mnist3d.runid import NAME_PATTERN
+
 SAFE_NAME = re.compile(f"^{NAME_PATTERN}$")
-# Wildcard pattern of the rules' paths; `run_id` and `parse_run_id` read and write it.
-RUN_ID = "{entry}/rep{replicate}"
-RUN_ID_PATTERN = re.compile(rf"^({NAME_PATTERN})/rep(\d+)$")
 MAX_NAME_LENGTH = 100
 UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -42,23 +37,17 @@ def unsafe_reason(name) -> str | None:
     return None
 
 
-def run_id(entry: str, replicate: int | str) -> str:
-    return RUN_ID.format(entry=entry, replicate=replicate)
-
-
-def parse_run_id(text: str) -> tuple[str, int]:
-    """(entry, replicate) of a run id written by `run_id`."""
-    match = RUN_ID_PATTERN.match(text)
-    if match is None:
-        raise ValueError(f"{text!r} is not a run id (entry/repN)")
-    return match.group(1), int(match.group(2))
+def closest(name: str, known: Collection[str]) -> str | None:
+    """The known name closest to a mistyped `name`, if one is close."""
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    return close[0] if close else None
 
 
 def unknown_field(name: str, known: Collection[str]) -> str:
     """'unknown field' with the closest known field as a hint, or the list of known fields."""
-    close = difflib.get_close_matches(name, list(known), n=1)
+    close = closest(name, known)
     if close:
-        return f"unknown field (did you mean '{close[0]}'?)"
+        return f"unknown field (did you mean '{close}'?)"
     return f"unknown field; known fields: {', '.join(known)}"
 
 
@@ -88,3 +77,12 @@ def entry_name(sweep: str, varied: Mapping[str, str]) -> str:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
     return f"{name[:MAX_NAME_LENGTH - 9].rstrip('._-')}.{digest}"
+
+
+def ordered_labels(labels) -> list[str]:
+    """Distinct value labels (value_text), numerically when every one is a number, else in first-seen order."""
+    distinct = list(dict.fromkeys(str(label) for label in labels))
+    try:
+        return sorted(distinct, key=float)
+    except ValueError:
+        return distinct

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import jsonschema
 
-from mnist3d.config.names import check_name, run_id, unknown_field
+from mnist3d.config.names import check_name, unknown_field
 from mnist3d.config.sweeps import SweepError, check_no_clash, expand_sweeps
 from mnist3d.config.yamlfile import RunConfigError, read_yaml
+from mnist3d.runid import run_id
 from mnist3d.training.geometry import LayerError, check_layers
 
 # Parameters that describe how many runs there are, not how one run trains: changing them must not

@@ -3,7 +3,7 @@
 A sweep is a name and either a `grid:` (field -> list of values; the cartesian product) or a seeded
 `random:` sample, plus optional `fixed:` overrides and `replicates:` for every combination. Each
 combination becomes one entry whose overrides go on top of `defaults` like a hand-written run's;
-runconfig then validates and trains it as any other entry.
+mnist3d.config.runs then validates and trains it as any other entry.
 
 Imported by the Snakefile at parse time: no TensorFlow, no YAML, nothing slow.
 
@@ -34,14 +34,13 @@ Decisions, and why:
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
 import random
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from mnist3d.config.names import entry_name, unknown_field, unsafe_reason, value_text
+from mnist3d.config.names import closest, entry_name, unknown_field, unsafe_reason, value_text
 
 SWEEP_KEYS = ("fixed", "replicates", "grid", "random")
 RANDOM_KEYS = ("count", "seed", "parameters")
@@ -285,8 +284,8 @@ def _parse(sweep: _Sweep, spec, known, field_types):
         raise sweep.error(f"must be a mapping with grid or random (and optional fixed, replicates), not {spec!r}")
     for key in spec:
         if key not in SWEEP_KEYS:
-            close = difflib.get_close_matches(str(key), SWEEP_KEYS, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else "varied fields go under grid: or random.parameters:"
+            close = closest(str(key), SWEEP_KEYS)
+            hint = f"did you mean '{close}'?" if close else "varied fields go under grid: or random.parameters:"
             raise sweep.error(f"unknown key; a sweep has {', '.join(SWEEP_KEYS)} ({hint})", key=str(key))
     if ("grid" in spec) == ("random" in spec):
         raise sweep.error("needs exactly one of grid (every combination) or random (a seeded sample)",

@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from mnist3d.atomic import write_json
 from mnist3d.grid import CLASSES, GRID_SHAPE, VOXELS
 
 SPLITS = ("train", "test")
@@ -55,6 +56,11 @@ def load(path: str | Path) -> DataFile:
         splits = {split: _read_split(path, handle, split) for split in SPLITS}
         attributes = {key: _plain(value) for key, value in handle.attrs.items()}
     return DataFile(path, splits, attributes)
+
+
+def write_summary(path: str | Path, summary: dict) -> None:
+    """results/data/summary.json, written whole or not at all."""
+    write_json(path, summary)
 
 
 def summarise(path: str | Path) -> dict:

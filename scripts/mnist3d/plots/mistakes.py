@@ -11,6 +11,7 @@ from mnist3d.plots.digits import draw_digit, read_test_set
 from mnist3d.plots.style import FAILED_COLOUR, message_figure, new_figure, save, styled
 from mnist3d.results.confusion import rotation_known
 from mnist3d.results.metrics import best_run, read_table
+from mnist3d.results.runfiles import read_prediction_arrays
 
 
 def misclassified_indices(y_true, y_pred, probabilities, count: int) -> list[int]:
@@ -82,7 +83,6 @@ def plot_misclassified_file(prepared_path, table_path, run_ids: list[str], predi
     best = best_run(read_table(table_path))
     predictions = {}
     if best is not None:
-        with np.load(dict(zip(run_ids, predictions_paths))[best]) as stored:
-            predictions = {name: stored[name] for name in stored.files}
+        predictions = read_prediction_arrays(dict(zip(run_ids, predictions_paths))[best])
     save(misclassified_figure(x_test, predictions, best), output)
     return best

@@ -26,7 +26,7 @@ from mnist3d.plots.style import (
     styled,
 )
 from mnist3d.results.confusion import confusion_counts, per_class_accuracy, rotation_known, row_normalised
-from mnist3d.results.runfiles import read_history, read_metrics
+from mnist3d.results.runfiles import read_history, read_metrics, read_prediction_arrays
 
 # One run's figures are looked at one at a time and there are three per run: a lower resolution
 # keeps a 60-run report, with all 180 of them embedded, well under 10 MB.
@@ -179,6 +179,5 @@ def run_figures(metrics: dict, history, predictions) -> dict[str, Figure]:
 def plot_run_files(metrics_path, history_path, predictions_path, outputs: dict) -> None:
     """The per-run figures ('curves', 'confusion', 'per_class') of one run directory."""
     record = read_metrics(metrics_path)
-    with np.load(predictions_path) as predictions:
-        arrays = {name: predictions[name] for name in predictions.files}
+    arrays = read_prediction_arrays(predictions_path)
     save_all(run_figures(record, read_history(history_path), arrays), outputs, dpi=RUN_DPI)

@@ -15,8 +15,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from mnist3d.config.names import ordered_labels
 from mnist3d.plots.style import ACCURACY_COLOUR, INK, MUTED, figure_title, message_figure, new_figure, save, styled
-from mnist3d.report.format import ordered_labels
 from mnist3d.results.metrics import read_entry_table, read_table
 
 # Marker colours by verdict, as the test accuracy chart's bars.

@@ -58,15 +58,6 @@ def sort_key(value) -> str:
     return "" if missing(value) else repr(float(value))
 
 
-def ordered_labels(labels) -> list[str]:
-    """Distinct value labels, numerically when every one is a number, else in first-seen order."""
-    distinct = list(dict.fromkeys(str(label) for label in labels))
-    try:
-        return sorted(distinct, key=float)
-    except ValueError:
-        return distinct
-
-
 def anchor(prefix: str, name: str, index: int) -> str:
     """An HTML id from any name: only safe characters, unique through the index."""
     return f"{prefix}-{index}-" + re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:40]

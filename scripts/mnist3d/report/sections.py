@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mnist3d.config.names import ordered_labels
 from mnist3d.report import figures
 from mnist3d.report.format import (
     anchor,
@@ -17,7 +18,6 @@ from mnist3d.report.format import (
     fmt_seconds,
     fmt_value,
     missing,
-    ordered_labels,
     sort_key,
 )
 

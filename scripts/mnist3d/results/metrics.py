@@ -18,7 +18,7 @@ from mnist3d.atomic import atomic_path
 from mnist3d.results import stats
 from mnist3d.results.runfiles import read_history, read_metrics, read_predictions
 
-# The seed notebook's bar charts average its curves "with the first 5 values skipped by default".
+# The notebook's bar charts average its curves "with the first 5 values skipped by default".
 SKIPPED_EPOCHS = 5
 
 IDENTITY_COLUMNS = ["run", "entry", "sweep", "replicate", "status", "error", "seed"]
@@ -87,7 +87,7 @@ def flatten_params(params: dict, prefix: str = "") -> dict:
 
 
 def mean_after(values, skip: int = SKIPPED_EPOCHS) -> float:
-    """Mean of a per-epoch curve after its first `skip` epochs, as the seed's bar charts.
+    """Mean of a per-epoch curve after its first `skip` epochs, as the notebook's bar charts.
 
     A run with `skip` epochs or fewer (a short test run, or one that stopped early) is averaged over all
     its epochs rather than reported as empty; a run with no epochs gives NaN.

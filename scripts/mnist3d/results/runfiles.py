@@ -21,7 +21,9 @@ import numpy as np
 from mnist3d.atomic import atomic_path, write_json
 from mnist3d.grid import CLASSES
 
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "learning_rate")
+# What Keras logs each epoch; the history adds the epoch (from 1), its wall time and its learning rate.
+KERAS_MEASURES = ("loss", "accuracy", "val_loss", "val_accuracy")
+HISTORY_COLUMNS = ("epoch", *KERAS_MEASURES, "seconds", "learning_rate")
 
 
 def read_metrics(path: str | Path) -> dict:
@@ -71,6 +73,12 @@ def write_predictions(path: str | Path, y_true, probabilities, test_rotated) -> 
             probabilities=np.asarray(probabilities, dtype=np.float32).reshape(-1, CLASSES),
             test_rotated=np.asarray(test_rotated, dtype=np.int8),
         )
+
+
+def read_prediction_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of a run's predictions.npz, by name (y_true, y_pred, probabilities, test_rotated)."""
+    with np.load(path) as saved:
+        return {name: saved[name] for name in saved.files}
 
 
 def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import keras
 
-from mnist3d.results.runfiles import HISTORY_COLUMNS, write_history
+from mnist3d.results.runfiles import HISTORY_COLUMNS, KERAS_MEASURES, write_history
 from mnist3d.training import checkpoint
 
 
@@ -46,7 +46,7 @@ class HistoryLogger(keras.callbacks.CSVLogger):
     def on_train_begin(self, logs=None):
         write_history(self.path, self.rows)
         super().on_train_begin(logs)
-        self.keys = list(HISTORY_COLUMNS[1:])
+        self.keys = list(HISTORY_COLUMNS[1:])  # CSVLogger writes the epoch column itself
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
@@ -61,7 +61,7 @@ class HistoryLogger(keras.callbacks.CSVLogger):
     def on_epoch_end(self, epoch, logs=None):
         row = {
             "epoch": epoch + 1,
-            **{name: float(logs[name]) for name in HISTORY_COLUMNS[1:5]},
+            **{name: float(logs[name]) for name in KERAS_MEASURES},
             "seconds": time.perf_counter() - self.started,
             "learning_rate": self.learning_rate,
         }

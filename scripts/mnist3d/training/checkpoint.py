@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist3d.atomic import atomic_path
-from mnist3d.config.names import run_id
+from mnist3d.runid import run_id
 
 ROOT = Path("results/checkpoints")
 FILE = "checkpoint.npz"

@@ -10,7 +10,6 @@ Keras is imported inside the functions: this module is importable where only Num
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 from mnist3d.atomic import atomic_path
 from mnist3d.data import check as datacheck
 from mnist3d.grid import CLASSES, GRID_SHAPE, INPUT_SHAPE, VOXELS
+from mnist3d.results.runfiles import read_metrics
 from mnist3d.steplog import UserError
 
 BATCH = 512
@@ -102,7 +102,7 @@ def write_classification(path: str | Path, probabilities: np.ndarray, labels: np
 def classify(model_path: str | Path, grids_path: str | Path, output: str | Path, dataset: str | None = None,
              log=print, metrics_path: str | Path | None = None) -> dict:
     if metrics_path is not None:
-        run = json.loads(Path(metrics_path).read_text())
+        run = read_metrics(metrics_path)
         if run.get("status") != "ok":
             raise UserError(f"{metrics_path}: run {run.get('run')} failed ({run.get('error')}); it has no "
                             "trained model to classify with (python3 scripts/retry_failed.py retries it)")

@@ -1,6 +1,6 @@
 """Fast drop-in replacements for Keras layers, same math, for training on CPUs with TensorFlow.
 
-Profiling the seed's network on 2-core CPUs (bench/README.md): after the convolutions, Keras'
+Profiling the notebook's network on 2-core CPUs (bench/README.md): after the convolutions, Keras'
 BatchNormalization is the largest cost (about 16 of 44 ms per training step), because it runs as
 a dozen separate element-wise and reduction ops over the largest activations, forward and backward.
 `FusedBatchNormalization` computes the same function with TensorFlow's fused kernels (one op

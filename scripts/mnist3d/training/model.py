@@ -1,4 +1,4 @@
-"""The seed notebook's 3D CNN, as stock Keras layers or as the workflow's faster equivalent.
+"""The notebook's 3D CNN, as stock Keras layers or as the workflow's faster equivalent.
 
 TensorFlow and Keras are imported inside the functions: `check_architecture` runs while Snakemake
 parses the workflow, where importing TensorFlow would cost seconds.
@@ -19,11 +19,11 @@ def check_architecture(params: dict) -> list[int]:
 
 
 def build_model(params: dict, implementation: str = "fast"):
-    """The seed's network, uncompiled: per block Conv3D(relu, same) + BatchNormalization +
+    """The notebook's network, uncompiled: per block Conv3D(relu, same) + BatchNormalization +
     MaxPooling3D(same), then Flatten, Dense(relu), Dropout, Dense(10, softmax).
 
-    "keras" uses exactly the seed's layers; "fast" swaps BatchNormalization for
-    fastops.FusedBatchNormalization (same weights, same function, fused kernels). Both have the same
+    "keras" uses exactly the notebook's layers; "fast" swaps BatchNormalization for
+    layers.FusedBatchNormalization (same weights, same function, fused kernels). Both have the same
     layer names and weights, so weights copy between them. With params["mixed_precision"] the layers
     compute in float16 and the classifier stays float32.
     """

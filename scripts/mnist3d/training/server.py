@@ -120,6 +120,23 @@ def _peer_credentials(connection: socket.socket) -> tuple[int, int, int]:
 
 # --- the job's side -------------------------------------------------------------------------------
 
+def train_job(arguments: dict, training_code: str, idle_seconds: float, gpu_slot: str | None, log) -> None:
+    """Trains a job's run (`train_run`'s arguments as JSON values) in a worker of the warm server
+    when the job may use one and a server answers, else in this process; the log says which."""
+    why_not = usable(gpu_slot, idle_seconds)
+    if why_not is None:
+        try:
+            train(arguments, training_code, idle_seconds, log)
+            return
+        except ServerUnavailable as error:
+            why_not = f"{error}"
+    log(f"training in this job's own process: {why_not}")
+    # Imported only here: the server's clients need none of it (scikit-learn alone costs ~1 s).
+    from mnist3d.training.train import train_run
+
+    train_run(**train_arguments(arguments), log=log)
+
+
 def train(arguments: dict, training_code: str, idle_seconds: float, log, socket_dir: Path = SOCKET_DIR,
           start_timeout: float = 180.0) -> dict:
     """Has a worker of the warm server run `mnist3d.training.train.train_run(**arguments)`, writing to this

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from mnist3d.atomic import atomic_path
-from mnist3d.config.names import run_id
 from mnist3d.data import prepare
 from mnist3d.grid import CLASSES
 from mnist3d.results.confusion import evaluation_metrics
 from mnist3d.results.runfiles import write_history, write_metrics, write_predictions
+from mnist3d.runid import run_id
 from mnist3d.training import checkpoint
 
 EVALUATION_BATCH = 512
@@ -91,7 +91,7 @@ def make_optimizer(params: dict, steps_per_epoch: int):
 
 
 def compile_model(model, params: dict, steps_per_epoch: int) -> None:
-    """The seed's loss and metric; XLA only when asked (on CPUs it was slower)."""
+    """The notebook's loss and metric; XLA only when asked (slower on CPUs: bench/README.md)."""
     model.compile(
         optimizer=make_optimizer(params, steps_per_epoch),
         loss="sparse_categorical_crossentropy",
