@@ -37,6 +37,10 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from mnist3d.runid import RUN_ID  # noqa: E402
+
 WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "profiles", "envs")
 DATA_TARGETS = ("results/data/prepared.npz", "results/data/summary.json")
 DONE_LINE = re.compile(r"\] done in ([0-9.]+) s")
@@ -157,10 +161,9 @@ def inside_seconds(workdir: Path, log: str | None) -> float | None:
 def training_seconds(workdir: Path) -> dict[str, float]:
     """metrics.json training_seconds per run log, for the runs that finished."""
     found = {}
-    for metrics in (workdir / "results/runs").glob("*/rep*/metrics.json"):
+    for metrics in (workdir / "results/runs").glob(f"{RUN_ID.format(entry='*', replicate='*')}/metrics.json"):
         record = json.loads(metrics.read_text())
-        run = f"{metrics.parent.parent.name}/{metrics.parent.name}"
-        found[f"logs/train/{run}.log"] = float(record.get("training_seconds") or 0.0)
+        found[f"logs/train/{record['run']}.log"] = float(record.get("training_seconds") or 0.0)
     return found
 
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnist3d.runid import parse_run_id
+from mnist3d.runid import RUN_ID, parse_run_id
 
 RUNS = Path("results/runs")
 
@@ -25,7 +25,7 @@ RUNS = Path("results/runs")
 def failed_runs(runs: Path = RUNS) -> list[Path]:
     """The metrics.json of every run under `runs` recorded as failed, sorted."""
     failed = []
-    for path in sorted(runs.glob("*/rep*/metrics.json")):
+    for path in sorted(runs.glob(f"{RUN_ID.format(entry='*', replicate='*')}/metrics.json")):
         try:
             parse_run_id(path.parent.relative_to(runs).as_posix())
         except ValueError:
