@@ -364,4 +364,4 @@ def test_adapter_reads_the_rules_inputs_and_params(tmp_path):
     runpy.run_path(str(ADAPTER), init_globals={"snakemake": job})
     assert metrics.read_entry_table(tmp_path / "metrics_by_entry.csv")["sweep"].tolist() == ["grid"]
     log = (tmp_path / "aggregate.log").read_text()
-    assert "2 runs, 0 failed, 1 entries" in log and "a has the highest mean test accuracy" in log
+    assert "2 runs, 0 failed, 1 entries" in log and "best entry a (0.7575 mean test accuracy)" in log
