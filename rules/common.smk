@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from mnist3d import codebase
+from mnist3d.codebase import code_digest
 from mnist3d.runid import NAME_PATTERN, RUN_ID, run_id
 from mnist3d.config.runs import RunConfigError, load_runs
 from mnist3d.report.figures import caption_path as figure_caption, label as figure_label
@@ -106,11 +107,6 @@ def code_files(module):
     Relative to the working directory, so a moved or copied workflow plans no re-plotting.
     """
     return [os.path.relpath(path) for path in codebase.code_files(module)]
-
-
-def code_digest(module):
-    """The digest of the package files `module` runs, as a rule parameter (mnist3d.codebase)."""
-    return codebase.code_digest(module)
 
 
 # What decides a run's numbers: the code train_run runs (the warm server imports the same set).

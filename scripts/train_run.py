@@ -23,7 +23,7 @@ with rule_log(snakemake) as log:
             "run": {"entry": entry, "replicate": int(replicate), "params": snakemake.params.run},
             "paths": {
                 "prepared": snakemake.input[0],
-                **{name: output[name] for name in ("model", "history", "predictions", "metrics")},
+                **{name: output[name] for name in output.keys()},
                 # Outside the outputs, which Snakemake deletes when a job does not finish.
                 "checkpoint_dir": str(checkpoint.run_directory(entry, replicate)),
             },

@@ -52,7 +52,6 @@ PYPI_NAME = {"matplotlib-base": "matplotlib"}
 # (its logging, working directory and sys.path) leaves this one alone.
 
 
-
 class EnvCheckError(Exception):
     """The workflow or its code is not in a shape this test can check: extend the test, or fix it."""
 

@@ -59,6 +59,7 @@ SUMMARISED_MEASURES = [
     "epochs_run",
 ]
 
+
 def history_frame(path: str | Path) -> pd.DataFrame:
     """history.csv (runfiles.read_history) as a frame; a run that failed before its first epoch may
     leave only the header."""
