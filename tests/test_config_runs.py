@@ -1,3 +1,4 @@
+import json
 import textwrap
 
 import pytest
@@ -225,3 +226,16 @@ def test_a_merged_anchor_can_be_overridden(tmp_path):
     assert runs[1].params["dense"] == 64 and runs[1].params["dropout"] == 0.1
     message = error_of(tmp_path, DEFAULTS + "runs:\n  a:\n    dense: 8\n    dense: 16\n")
     assert "'dense' is written twice" in message
+
+
+# Today's shipped models files, frozen when the optional levers came (tests/fixtures/models-before-levers),
+# and the canonical parameters each run had then: a new lever must leave every one byte for byte.
+BEFORE_LEVERS = REPO / "tests" / "fixtures" / "models-before-levers"
+
+
+@pytest.mark.parametrize("models_file", ["models.yaml", "models-quick.yaml", "models-sweep.yaml", "models-gpu.yaml"])
+def test_new_levers_leave_existing_run_parameters_byte_for_byte(models_file):
+    expected = json.loads((BEFORE_LEVERS / "canonical_params.json").read_text())
+    expected = expected[f"tests/fixtures/models-before-levers/{models_file}"]
+    runs = load_runs(BEFORE_LEVERS / models_file, SCHEMAS / "run.schema.yaml", SCHEMAS / "models.schema.yaml")
+    assert {run.id: json.dumps(run.params) for run in runs} == expected

@@ -10,11 +10,12 @@ from conftest import REPO
 
 from mnist3d.config.names import MAX_NAME_LENGTH, check_name, entry_name, value_text
 from mnist3d.config.sweeps import SweepError, check_no_clash, expand_sweeps
+from mnist3d.config.runs import value_type
 
 WHERE = "config/models.yaml"
 RUN_SCHEMA = yaml.safe_load((REPO / "config" / "schemas" / "run.schema.yaml").read_text())
 KNOWN = list(RUN_SCHEMA["properties"])
-TYPES = {name: spec.get("type") for name, spec in RUN_SCHEMA["properties"].items()}
+TYPES = {name: value_type(spec) for name, spec in RUN_SCHEMA["properties"].items()}
 
 
 def expand(text: str, max_runs: int = 1000, **options):

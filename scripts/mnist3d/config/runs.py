@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jsonschema
 
+from mnist3d.config.levers import WARMUP_SCHEDULES, implied_levers, without_default_levers
 from mnist3d.config.names import check_name, unknown_field
 from mnist3d.config.sweeps import SweepError, check_no_clash, expand_sweeps
 from mnist3d.config.yamlfile import RunConfigError, read_yaml
@@ -83,6 +84,11 @@ def canonical(value, schema: dict):
     90 and 90.0 of a number field, or 8.0 and 8 of an integer field, must give the same run.
     """
     kind = schema.get("type")
+    if isinstance(kind, list):  # dense: one width or a list of widths
+        if not isinstance(value, list):
+            return canonical(value, {**schema, "type": kind[0]})
+        widths = [canonical(item, schema.get("items", {})) for item in value]
+        return widths[0] if len(widths) == 1 else widths  # [256] is the same network as 256
     if kind == "number":
         return float(value)
     if kind == "integer":
@@ -93,9 +99,22 @@ def canonical(value, schema: dict):
 
 
 def canonical_params(params: dict, run_schema: dict) -> dict:
-    """The run's parameters, keys sorted and values in their schema types (see `canonical`)."""
+    """The run's parameters, keys sorted, values in their schema types (see `canonical`), and the
+    levers at their default left out (mnist3d.config.levers)."""
     properties = run_schema["properties"]
-    return {name: canonical(params[name], properties.get(name, {})) for name in sorted(params)}
+    typed = {name: canonical(params[name], properties.get(name, {})) for name in sorted(params)}
+    return without_default_levers(typed)
+
+
+def check_levers(params: dict) -> None:
+    """Combinations of levers the schema cannot reject alone; LayerError names the field."""
+    if "warmup_epochs" in params:
+        if params.get("lr_schedule") not in WARMUP_SCHEDULES:
+            raise LayerError("warmup_epochs", f"warmup_epochs applies to lr_schedule {' or '.join(WARMUP_SCHEDULES)}, "
+                                              f"not {params.get('lr_schedule', 'constant')!r}")
+        if params["warmup_epochs"] >= params["epochs"]:
+            raise LayerError("warmup_epochs", f"warmup_epochs {params['warmup_epochs']} leaves no epoch after the "
+                                              f"warm-up of {params['epochs']} epochs")
 
 
 def _check_finite(params: dict, where: str) -> None:
@@ -104,6 +123,12 @@ def _check_finite(params: dict, where: str) -> None:
         values = value if isinstance(value, list) else [value]
         if any(isinstance(item, float) and not math.isfinite(item) for item in values):
             raise RunConfigError(f"{where}, field '{name}': {value!r} is not a finite number")
+
+
+def value_type(spec: dict) -> str | None:
+    """The JSON type of a field's values (dense's list of widths counts as its integers)."""
+    kind = spec.get("type")
+    return kind[0] if isinstance(kind, list) else kind
 
 
 def count_runs(entries: dict, defaults: dict) -> int:
@@ -133,8 +158,10 @@ def resolve_entry(entry: str, overrides: dict, defaults: dict, run_schema: dict,
     params = {**defaults, **(overrides or {})}
     _check_finite(params, where)
     _validate(params, run_schema, where)
+    params = {**params, **implied_levers(params)}
     try:
         check_layers(params)
+        check_levers(params)
     except LayerError as error:
         raise RunConfigError(f"{where}, field '{error.field}': {error}") from None
     params = canonical_params({**OPTIONAL_DEFAULTS, **params}, run_schema)
@@ -170,7 +197,7 @@ def load_runs(models_path: str | Path, run_schema_path: str | Path, models_schem
             models.get("sweeps"), str(models_path), max_runs, list(run_schema["properties"]),
             runs_before=handwritten,
             default_replicates=defaults.get("replicates", 1),
-            field_types={name: spec.get("type") for name, spec in run_schema["properties"].items()},
+            field_types={name: value_type(spec) for name, spec in run_schema["properties"].items()},
         )
         check_no_clash(sweep_entries, entries, str(models_path))
     except SweepError as error:
