@@ -14,6 +14,8 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/classify.smk"
 include: "rules/plots.smk"
+include: "rules/effects.smk"
+include: "rules/tensorboard.smk"
 include: "rules/report.smk"
 
 

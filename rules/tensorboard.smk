@@ -1,0 +1,1 @@
+# TensorBoard event files of every run (mnist3d.results.tensorboard).
