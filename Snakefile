@@ -22,3 +22,4 @@ include: "rules/report.smk"
 rule all:
     input:
         "results/report.html",
+        expand(rules.tensorboard.output[0], zip, **RUN_WILDCARDS),

@@ -38,6 +38,8 @@ PROVIDERS = {
     "PIL": ("pillow",),
     "scipy": ("scipy",),
     "sklearn": ("scikit-learn",),
+    "statsmodels": ("statsmodels",),
+    "tensorboard": ("tensorboard",),
     "tensorflow": ("tensorflow",),
     "yaml": ("pyyaml",),
 }
@@ -86,15 +88,23 @@ def script_rules(rules: list[dict]) -> list[ScriptRule]:
         if rule["action"] == "none":
             continue  # a target such as `all`: nothing runs
         if rule["action"] != "script":
-            raise EnvCheckError(f"{where} runs a {rule['action']} block, not a script: this test "
-                                "knows only script rules (and the style guide asks for them)")
+            raise EnvCheckError(
+                f"{where} runs a {rule['action']} block, not a script: this test "
+                "knows only script rules (and the style guide asks for them)"
+            )
         if rule["conda"] is None:
             raise EnvCheckError(f"{where} runs {rule['script']} without a conda env: add `conda:`")
         if not rule["conda"].endswith((".yaml", ".yml")):
             raise EnvCheckError(f"{where} names conda env {rule['conda']!r}, not an env file")
         base = Path(rule["snakefile"]).parent
-        found.append(ScriptRule(rule["name"], Path(rule["snakefile"]), (base / rule["script"]).resolve(),
-                                (base / rule["conda"]).resolve()))
+        found.append(
+            ScriptRule(
+                rule["name"],
+                Path(rule["snakefile"]),
+                (base / rule["script"]).resolve(),
+                (base / rule["conda"]).resolve(),
+            )
+        )
     return found
 
 
@@ -105,7 +115,8 @@ def _shown(path: Path) -> Path:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _import_nodes(node: ast.AST):
@@ -187,13 +198,17 @@ def missing_packages(rule: ScriptRule, imports: list[Import]) -> list[str]:
     importers: dict[str, list[str]] = {}
     for found in imports:
         if found.name not in PROVIDERS:
-            raise EnvCheckError(f"no conda package known for `import {found.name}` in {found.where}: "
-                                "add the package that provides it to PROVIDERS in tests/test_envs.py")
+            raise EnvCheckError(
+                f"no conda package known for `import {found.name}` in {found.where}: "
+                "add the package that provides it to PROVIDERS in tests/test_envs.py"
+            )
         if not packages.intersection(PROVIDERS[found.name]):
             importers.setdefault(found.name, []).append(found.where)
-    return [f"rule {rule.name} ({_shown(rule.snakefile)}): {_shown(rule.env)} lacks "
-            f"{' or '.join(PROVIDERS[name])}, imported by {'; '.join(importers[name])}"
-            for name in sorted(importers)]
+    return [
+        f"rule {rule.name} ({_shown(rule.snakefile)}): {_shown(rule.env)} lacks "
+        f"{' or '.join(PROVIDERS[name])}, imported by {'; '.join(importers[name])}"
+        for name in sorted(importers)
+    ]
 
 
 def requirements(path: Path) -> set[str]:
@@ -216,8 +231,10 @@ def missing_requirements(envs: list[Path], requirements_file: Path) -> list[str]
     for env in envs:
         for package in sorted(env_packages(env) - CONDA_ONLY):
             if PYPI_NAME.get(package, package) not in listed:
-                problems.append(f"{_shown(requirements_file)} lacks {PYPI_NAME.get(package, package)}, "
-                                f"which {_shown(env)} holds")
+                problems.append(
+                    f"{_shown(requirements_file)} lacks {PYPI_NAME.get(package, package)}, "
+                    f"which {_shown(env)} holds"
+                )
     return problems
 
 
@@ -228,8 +245,11 @@ def rules(tmp_path_factory) -> list[ScriptRule]:
 
 def test_snakemake_sees_every_rule_of_the_rules_files(rules):
     """The rules Snakemake reported are those written down: the check below covers them all."""
-    written = {name for path in (REPO / "rules").glob("*.smk")
-               for name in re.findall(r"^rule (\w+):", path.read_text(), re.MULTILINE)}
+    written = {
+        name
+        for path in (REPO / "rules").glob("*.smk")
+        for name in re.findall(r"^rule (\w+):", path.read_text(), re.MULTILINE)
+    }
     assert written, "no rule found in rules/*.smk"
     assert written <= {rule.name for rule in rules}
 
@@ -250,6 +270,7 @@ def test_requirements_hold_every_env_package():
 
 # --- the checker itself finds what is missing ------------------------------------------------------
 
+
 def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -263,9 +284,11 @@ def tiny_package(tmp_path) -> Path:
     _write(root / "__init__.py", "")
     _write(root / "stage" / "__init__.py", "")
     _write(root / "stage" / "top.py", "import json\nfrom mnist3d.stage import deep\n")
-    _write(root / "stage" / "deep.py",
-           "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pandas\n"
-           "def f():\n    from scipy import stats\n")
+    _write(
+        root / "stage" / "deep.py",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pandas\n"
+        "def f():\n    from scipy import stats\n",
+    )
     _write(tmp_path / "script.py", "import numpy as np\nfrom mnist3d.stage.top import x\nsnakemake.input\n")
     return root
 
