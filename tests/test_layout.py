@@ -15,7 +15,7 @@ from mnist3d import codebase
 SCRIPTS = REPO / "scripts"
 PACKAGE = SCRIPTS / "mnist3d"
 # Subclasses of Keras classes, which need Keras to be defined; the code imports them lazily.
-KERAS_MODULES = {"mnist3d.training.layers", "mnist3d.training.callbacks"}
+KERAS_MODULES = {"mnist3d.training.layers", "mnist3d.training.callbacks", "mnist3d.training.optimizers"}
 MAX_MODULE_LINES = 420
 
 

@@ -1,6 +1,7 @@
 """Resuming an interrupted training run: the same history, metrics and weights as an uninterrupted one.
 
-In-process tests interrupt a run right after a chosen epoch's checkpoint; the end-to-end test kills a
+In-process tests interrupt a run right after a chosen epoch's checkpoint, for the optimizers and
+schedules whose state the checkpoint must restore; the end-to-end test kills a
 real `snakemake` with SIGKILL during epoch 3 of 4 and runs it again.
 """
 
@@ -27,9 +28,18 @@ from mnist3d.training.train import Run, RunPaths, TrainingEnvironment, train_run
 
 TIMINGS = ("training_seconds", "samples_per_second")
 PARAMS = {
-    "filters": [4], "kernel_sizes": [3], "pool_sizes": [4], "dense": 8, "dropout": 0.3,
-    "learning_rate": 0.01, "epochs": 4, "batch_size": 16, "seed": 4, **OPTIONAL_DEFAULTS,
-    "rotation_augmentation": 90.0, "lr_schedule": "cosine",
+    "filters": [4],
+    "kernel_sizes": [3],
+    "pool_sizes": [4],
+    "dense": 8,
+    "dropout": 0.3,
+    "learning_rate": 0.01,
+    "epochs": 4,
+    "batch_size": 16,
+    "seed": 4,
+    **OPTIONAL_DEFAULTS,
+    "rotation_augmentation": 90.0,
+    "lr_schedule": "cosine",
 }
 
 
@@ -95,13 +105,32 @@ def interrupt_after(monkeypatch, epoch: int) -> None:
     monkeypatch.setattr(checkpoint, "save", save_then_die)
 
 
-@pytest.mark.parametrize("params, epoch", [
-    (PARAMS, 2),
-    # Early stopping and the plateau schedule: their counters and best weights come back too.
-    ({**PARAMS, "lr_schedule": "plateau", "early_stopping_patience": 1, "learning_rate": 0.05}, 2),
-    # Killed after the last checkpoint but before the outputs: nothing left to train.
-    (PARAMS, 4),
-])
+@pytest.mark.parametrize(
+    "params, epoch",
+    [
+        (PARAMS, 2),
+        # Early stopping and the plateau schedule: their counters and best weights come back too.
+        ({**PARAMS, "lr_schedule": "plateau", "early_stopping_patience": 1, "learning_rate": 0.05}, 2),
+        # Killed after the last checkpoint but before the outputs: nothing left to train.
+        (PARAMS, 4),
+        # AdamW's moments, SGD's momentum and the warm-up schedules' step count come back too; killed
+        # during one_cycle's warm-up and at the end of warmup_cosine's.
+        (
+            {
+                **PARAMS,
+                "optimizer": "adamw",
+                "weight_decay": 0.004,
+                "label_smoothing": 0.1,
+                "lr_schedule": "one_cycle",
+                "warmup_epochs": 2,
+            },
+            1,
+        ),
+        ({**PARAMS, "optimizer": "sgd", "weight_decay": 0.001, "lr_schedule": "warmup_cosine", "warmup_epochs": 2}, 2),
+        # A constant rate: SGD's learning rate is an optimizer variable of its own.
+        ({**PARAMS, "optimizer": "sgd", "lr_schedule": "constant", "learning_rate": 0.05}, 2),
+    ],
+)
 def test_a_resumed_run_equals_an_uninterrupted_one(prepared, tmp_path, monkeypatch, params, epoch):
     whole = run(prepared, tmp_path / "whole", params)
     assert not (tmp_path / "whole" / "ckpt").exists()  # removed once the run is written
@@ -128,8 +157,9 @@ def test_a_checkpoint_of_other_parameters_or_code_is_discarded(prepared, tmp_pat
     lines = []
     assert checkpoint.load(tmp_path / "ckpt", PARAMS, "code-1", lines.append) is not None
     assert checkpoint.load(tmp_path / "ckpt", {**PARAMS, "dense": 9}, "code-1", lines.append) is None
-    assert lines == [f"discarding checkpoint {saved}: the run parameters changed (dense); "
-                     "training starts from epoch 1"]
+    assert lines == [
+        f"discarding checkpoint {saved}: the run parameters changed (dense); " "training starts from epoch 1"
+    ]
     assert not saved.exists()
 
 
@@ -140,7 +170,8 @@ def test_mismatch_rule():
     assert checkpoint.mismatch(state, {**params, "filters": (4,)}, "abc") is None  # as read back from JSON
     assert "training code changed" in checkpoint.mismatch(state, params, "abd")
     assert checkpoint.mismatch(state, {**params, "learning_rate": 0.02, "dense": 9}, "abc") == (
-        "the run parameters changed (dense, learning_rate)")
+        "the run parameters changed (dense, learning_rate)"
+    )
     assert checkpoint.mismatch(state, {**params, "seed": 2}, "abc") == "the run parameters changed (seed)"
     assert "format" in checkpoint.mismatch({**state, "format": 0}, params, "abc")
 
@@ -209,8 +240,14 @@ def test_snakemake_killed_during_epoch_3_resumes(tmp_path):
     shutil.copytree(whole / "results" / "data", killed / "results" / "data")
     command = [sys.executable, "-m", "snakemake", *TARGETS, "--cores", "2", "--configfile", TEST_CONFIG]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    process = subprocess.Popen(command, cwd=killed, env=environment, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command,
+        cwd=killed,
+        env=environment,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 600
         while saved_epoch(killed) != 2:  # epoch 2's checkpoint is written: epoch 3 is running

@@ -6,8 +6,9 @@ exactly as an uninterrupted one would:
 - one file, replaced atomically (BackupAndRestore writes the weights and the epoch number in two
   steps, so a kill between them resumes the wrong epoch);
 - every model variable, the Dropout layer's seed-generator state included (Keras' `model.variables`),
-  and every optimizer variable (its iteration count, which the cosine schedule reads, and a
-  learning rate that ReduceLROnPlateau lowered);
+  and every optimizer variable: its step count (which every learning-rate schedule reads), a
+  learning rate that ReduceLROnPlateau lowered, and its slots (Adam's and AdamW's moments, SGD's
+  momentum);
 - the state of the EarlyStopping (wait, best value, best epoch and weights) and ReduceLROnPlateau
   (wait, cooldown, best value) callbacks, which reset themselves at the start of every `fit`;
 - the history rows so far, and whether a callback already stopped the training.

@@ -1,7 +1,8 @@
 """Trains one run and writes its model, history, test predictions and metrics.
 
-A run resumes from its checkpoint (mnist3d.training.checkpoint) and saves its model with stock Keras layers
-only (mnist3d.training.model.stock_copy), so plain Keras loads it.
+A run trains with the optimizer, schedule and loss of its training levers (mnist3d.training.optimizers),
+resumes from its checkpoint (mnist3d.training.checkpoint) and saves its model with stock Keras layers only
+(mnist3d.training.model.stock_copy), so plain Keras loads it.
 
 TensorFlow is imported inside the functions: this module is importable where only NumPy is.
 """
@@ -79,22 +80,14 @@ class TrainingEnvironment:
     gpu_slot: str | None = None
 
 
-def make_optimizer(params: dict, steps_per_epoch: int):
-    import keras
-
-    learning_rate = params["learning_rate"]
-    if params["lr_schedule"] == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(
-            learning_rate, decay_steps=params["epochs"] * steps_per_epoch
-        )
-    return keras.optimizers.Adam(learning_rate=learning_rate)
-
-
 def compile_model(model, params: dict, steps_per_epoch: int) -> None:
-    """The notebook's loss and metric; XLA only when asked (slower on CPUs: bench/README.md)."""
+    """The run's optimizer, loss (mnist3d.training.optimizers) and the notebook's metric; XLA only
+    when asked (slower on CPUs: bench/README.md)."""
+    from mnist3d.training import optimizers
+
     model.compile(
-        optimizer=make_optimizer(params, steps_per_epoch),
-        loss="sparse_categorical_crossentropy",
+        optimizer=optimizers.make_optimizer(params, steps_per_epoch),
+        loss=optimizers.make_loss(params),
         metrics=["accuracy"],
         jit_compile=params["jit_compile"],
     )
@@ -158,7 +151,7 @@ def train_run(run: Run, paths: RunPaths, environment: TrainingEnvironment, log=p
     """
     from mnist3d.training import callbacks as run_callbacks
     from mnist3d.training import model as model_lib
-    from mnist3d.training import pipeline
+    from mnist3d.training import optimizers, pipeline
 
     params = run.params
     pipeline.configure_tensorflow(threads=environment.threads, seed=params["seed"])
@@ -211,8 +204,9 @@ def train_run(run: Run, paths: RunPaths, environment: TrainingEnvironment, log=p
         saved_model = checkpoint_dir / "model.keras"
         with atomic_path(saved_model) as temporary:
             stock.save(temporary)
-        # No XLA: a loaded model.keras, uncompiled, predicts without it.
-        stock.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
+        # No XLA: a loaded model.keras, uncompiled, predicts without it. The training loss, so that
+        # test_loss means what val_loss means.
+        stock.compile(loss=optimizers.make_loss(params), metrics=["accuracy"], jit_compile=False)
         test_data = pipeline.make_dataset(
             data["x_test"], data["y_test"], EVALUATION_BATCH, shuffle=False, seed=params["seed"]
         )
