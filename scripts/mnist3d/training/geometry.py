@@ -1,6 +1,10 @@
 """What a run's blocks do to the 16^3 grid: its edge after each pooling, and whether the layer lists
 fit together. The config checks every run of a models file with it before any job starts, and the
-model is built from the same checks; plain Python, so parsing stays free of TensorFlow."""
+model is built from the same checks; plain Python, so parsing stays free of TensorFlow.
+
+The network levers (mnist3d.config.levers) add no constraint of their own: every `pooling` shrinks the
+edge to ceil(edge / pool) ('same' padding; a strided convolution as the poolings), 'same' padding keeps
+a residual block's sum in shape, and either head reads any grid, 1 voxel included."""
 
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ def spatial_sizes(pool_sizes: list[int], input_edge: int = EDGE) -> list[int]:
 
 
 def check_layers(params: dict) -> None:
+    """LayerError naming the field when the run's layer lists cannot make a network."""
     lengths = {name: len(params[name]) for name in LAYER_LISTS}
     if len(set(lengths.values())) > 1:
         described = ", ".join(f"{name} has {n}" for name, n in lengths.items())
