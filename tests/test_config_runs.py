@@ -4,6 +4,7 @@ import textwrap
 import pytest
 from conftest import REPO
 
+from mnist3d.config.levers import ADAMW_WEIGHT_DECAY, LEVER_DEFAULTS
 from mnist3d.config.names import check_name
 from mnist3d.config.runs import OPTIONAL_DEFAULTS, RunConfigError, load_runs
 from mnist3d.training.geometry import spatial_sizes
@@ -239,3 +240,51 @@ def test_new_levers_leave_existing_run_parameters_byte_for_byte(models_file):
     expected = expected[f"tests/fixtures/models-before-levers/{models_file}"]
     runs = load_runs(BEFORE_LEVERS / models_file, SCHEMAS / "run.schema.yaml", SCHEMAS / "models.schema.yaml")
     assert {run.id: json.dumps(run.params) for run in runs} == expected
+
+
+def test_levers_at_their_default_leave_the_parameters_as_they_were(tmp_path):
+    runs = runs_of(tmp_path, DEFAULTS + textwrap.dedent("""\
+        runs:
+          plain: {}
+          spelled-out: {convs_per_block: 1, activation: relu, batch_norm: true, pooling: max, residual: false,
+                        head: flatten, optimizer: adam, weight_decay: 0, label_smoothing: 0.0, dense: [256]}
+          moved: {optimizer: sgd, dense: [64, 32], head: global_average}
+        """))
+    plain, spelled_out, moved = (run.params for run in runs)
+    assert spelled_out == plain
+    assert not set(LEVER_DEFAULTS) & set(plain)
+    assert moved == {**plain, "optimizer": "sgd", "dense": [64, 32], "head": "global_average"}
+
+
+def test_levers_whose_default_depends_on_another_field_are_written_out(tmp_path):
+    runs = runs_of(tmp_path, DEFAULTS + textwrap.dedent("""\
+        runs:
+          adamw: {optimizer: adamw}
+          adamw-no-decay: {optimizer: adamw, weight_decay: 0}
+          warm: {lr_schedule: warmup_cosine, epochs: 20}
+          cycle: {lr_schedule: one_cycle, epochs: 20}
+          short-cycle: {lr_schedule: one_cycle, epochs: 2}
+        """))
+    adamw, no_decay, warm, cycle, short = (run.params for run in runs)
+    assert adamw["weight_decay"] == ADAMW_WEIGHT_DECAY
+    assert "weight_decay" not in no_decay  # 0, the lever's own default: written by leaving it out
+    assert (warm["warmup_epochs"], cycle["warmup_epochs"], short["warmup_epochs"]) == (2, 6, 1)
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ("{lr_schedule: cosine, warmup_epochs: 2}",
+     "field 'warmup_epochs': warmup_epochs applies to lr_schedule warmup_cosine or one_cycle, not 'cosine'"),
+    ("{lr_schedule: warmup_cosine, warmup_epochs: 3}",
+     "field 'warmup_epochs': warmup_epochs 3 leaves no epoch after the warm-up of 3 epochs"),
+    ("{lr_schedule: one_cycle, epochs: 1}",
+     "field 'warmup_epochs': warmup_epochs 1 leaves no epoch after the warm-up of 1 epochs"),
+    ("{activation: tanh}", "field 'activation': 'tanh' is not one of"),
+    ("{convs_per_block: 5}", "field 'convs_per_block': 5 is greater than the maximum of 4"),
+    ("{dense: [64, 0]}", "field 'dense.1': 0 is less than the minimum of 1"),
+    ("{optimizer: rmsprop}", "field 'optimizer': 'rmsprop' is not one of"),
+    ("{label_smoothing: 1}", "field 'label_smoothing': 1 is greater than or equal to the maximum of 1"),
+    ("{pooling: strided, pool_sizes: [4, 4, 2]}", "field 'pool_sizes': pool_sizes [4, 4, 2] leave nothing to pool"),
+])
+def test_a_bad_lever_names_the_file_the_run_and_the_field(tmp_path, entry, expected):
+    message = error_of(tmp_path, DEFAULTS + f"runs:\n  bad: {entry}\n")
+    assert f"models.yaml: run 'bad', {expected}" in message, message
