@@ -3,6 +3,7 @@
     python3 bench/profile_step.py                      # the workflow's "fast" model, batch 64, 20 steps
     python3 bench/profile_step.py --steps 40 --top 30
     TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 python3 bench/profile_step.py   # any environment knob to try
+    ONEDNN_MAX_CPU_ISA=AVX2 python3 bench/profile_step.py --weight-gradient padded   # FastConv3D's AVX2 path
 
 Runs the training step in a child process with ONEDNN_VERBOSE=1 (oneDNN prints one line per
 primitive it executes, with its implementation and the milliseconds it took), after warm-up steps,
@@ -10,7 +11,8 @@ and prints per kernel: calls per step, ms per step, median ms per call and GFLOP
 and matrix products, sorted by ms per step; then the step's wall time and how much of it oneDNN's
 kernels account for (the rest: TensorFlow's own ops, e.g. bias and ReLU gradients, Adam, metrics).
 Also prints the CPU's instruction-set class: which kernels oneDNN picks depends on it (on AVX2-only
-CPUs the convolutions' weight gradients run on the generic `x64:gemm:jit`). See bench/README.md.
+CPUs the stock convolutions' weight gradients run on the generic `x64:gemm:jit`, FastConv3D's on `jit:avx2`;
+bench/bench_weight_gradient.py compares the two per shape). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -46,6 +48,16 @@ def child(args) -> None:
     x, y, _ = bt.load_data(args.data, args.batch_size * args.steps, 1)
     dataset = pipeline.make_dataset(x, y, args.batch_size, shuffle=True, seed=1)
     model = bt.workflow_model(params, args.steps)
+    if args.weight_gradient:  # every Conv3D as FastConv3D with this kernel gradient, same weights
+        import keras
+        from bench_weight_gradient import with_convolutions
+
+        from mnist3d.training import layers, train
+
+        cls = keras.layers.Conv3D if args.weight_gradient == "keras" else layers.FastConv3D
+        model = with_convolutions(model, cls, **({} if args.weight_gradient == "keras" else
+                                                 {"weight_gradient": args.weight_gradient}))
+        train.compile_model(model, params, args.steps)
     model.fit(dataset, epochs=2, verbose=0)  # warm-up: tracing, primitive caches, allocations
     print(MARK, flush=True)
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -88,6 +100,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--data", type=Path, help="a prepared.npz (default: random grids, same cost)")
     parser.add_argument("--top", type=int, default=25, help="kernels to list (default 25)")
+    parser.add_argument("--weight-gradient", choices=["keras", "auto", "padded", "stock"],
+                        help="profile the model with every Conv3D as keras.layers.Conv3D (keras) or as "
+                             "mnist3d.training.layers.FastConv3D with this weight_gradient (default: as built)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -100,6 +115,8 @@ def main() -> None:
                "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
     if args.data:
         command += ["--data", str(args.data)]
+    if args.weight_gradient:
+        command += ["--weight-gradient", args.weight_gradient]
     load = os.getloadavg()[0]
     done = subprocess.run(command, env={**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
                           capture_output=True, text=True)
@@ -128,7 +145,8 @@ def main() -> None:
     total = sum(row[0] for row in rows)
     total_fast = sum(row[1] for row in rows)
     print(f"CPU: {cpu_name()}, {os.cpu_count()} CPUs; {instruction_set()}; oneDNN: {'; '.join(info)}")
-    print(f"batch {args.batch_size}, {args.steps} steps, {args.threads} threads; load average {load:.1f} before, "
+    print(f"batch {args.batch_size}, {args.steps} steps, {args.threads} threads; Conv3D: "
+          f"{args.weight_gradient or 'as built'}; load average {load:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after; env: "
           + " ".join(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith(("TF_", "ONEDNN_", "DNNL_"))))
     convolutions = [row for row in rows if " convolution " in row[2]]

@@ -71,14 +71,17 @@ def todays_network(params, implementation):
     """build_model as it was before the levers, frozen: the network every existing run trained."""
     import keras
 
-    from mnist3d.training.layers import FusedBatchNormalization
+    from mnist3d.training.layers import FastConv3D, FusedBatchNormalization
 
+    # FastConv3D came with the levers: Conv3D, the same weights and forward pass, its weight gradient
+    # taken another way where oneDNN runs at AVX2 (elsewhere the stock call, bit for bit).
     norm = FusedBatchNormalization if implementation == "fast" else keras.layers.BatchNormalization
+    conv = FastConv3D if implementation == "fast" else keras.layers.Conv3D
     inputs = keras.Input(shape=(16, 16, 16, 1), name="grid")
     x = inputs
     blocks = zip(params["filters"], params["kernel_sizes"], params["pool_sizes"])
     for block, (filters, kernel_size, pool_size) in enumerate(blocks, start=1):
-        x = keras.layers.Conv3D(
+        x = conv(
             filters, kernel_size, activation="relu", padding="same", dtype="float32", name=f"conv{block}"
         )(x)
         x = norm(dtype="float32", name=f"batchnorm{block}")(x)
@@ -199,6 +202,8 @@ def test_both_implementations_compute_the_same(params, keras):
     norms = {type(layer).__name__ for layer in fast.layers if "batchnorm" in layer.name}
     assert norms == ({"FusedBatchNormalization"} if params.get("batch_norm", True) else set())
     assert {type(layer).__name__ for layer in reference.layers if "batchnorm" in layer.name} <= {"BatchNormalization"}
+    assert {type(layer).__name__ for layer in fast.layers if layer.name.startswith("conv")} == {"FastConv3D"}
+    assert {type(layer).__name__ for layer in reference.layers if layer.name.startswith("conv")} == {"Conv3D"}
     x = tf.constant(grids(6))
     labels = tf.constant([0, 1, 2, 3, 4, 5])
     np.testing.assert_allclose(fast(x, training=False), reference(x, training=False), rtol=1e-4, atol=1e-6)
@@ -233,6 +238,7 @@ def test_fast_model_saves_and_loads(keras, tmp_path):
     fast.save(path)
     loaded = model_lib.load_model(path)
     assert type(loaded.get_layer("batchnorm1")).__name__ == "FusedBatchNormalization"
+    assert type(loaded.get_layer("conv1")).__name__ == "FastConv3D"
     x = grids(4)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), fast.predict(x, verbose=0))
 

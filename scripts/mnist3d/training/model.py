@@ -32,7 +32,8 @@ def build_model(params: dict, implementation: str = "fast"):
     At the defaults: Conv3D(relu) + BatchNormalization + MaxPooling3D per block, Flatten, Dense(relu),
     Dropout, softmax, the notebook's network, with its layer names. "keras" uses stock layers only;
     "fast" swaps BatchNormalization for layers.FusedBatchNormalization (same weights, same function,
-    fused kernels). Both have the same layer names and weights, so weights copy between them. With
+    fused kernels) and Conv3D for layers.FastConv3D (the same, with a faster weight gradient where
+    oneDNN runs at AVX2). Both have the same layer names and weights, so weights copy between them. With
     params["mixed_precision"] the layers compute in float16 and the classifier stays float32.
     """
     if implementation not in IMPLEMENTATIONS:
@@ -58,9 +59,9 @@ def _layer_classes(keras, implementation: str):
     """The Conv3D and BatchNormalization classes of an implementation: the one place that picks them."""
     if implementation == "keras":
         return keras.layers.Conv3D, keras.layers.BatchNormalization
-    from mnist3d.training.layers import FusedBatchNormalization
+    from mnist3d.training.layers import FastConv3D, FusedBatchNormalization
 
-    return keras.layers.Conv3D, FusedBatchNormalization
+    return FastConv3D, FusedBatchNormalization
 
 
 def _policy(keras, params: dict) -> str:
@@ -176,6 +177,6 @@ def load_model(path):
     """A model saved by either implementation (registers the fast layers first)."""
     import keras
 
-    import mnist3d.training.layers  # noqa: F401  (registers FusedBatchNormalization for deserialisation)
+    import mnist3d.training.layers  # noqa: F401  (registers FastConv3D and FusedBatchNormalization for loading)
 
     return keras.saving.load_model(path)
