@@ -198,7 +198,8 @@ def test_every_run_has_its_wilson_interval_from_the_test_set_size(tmp_path):
 
 
 def test_entry_intervals_tests_and_verdicts(tmp_path):
-    """Welch for 3+ replicates each, McNemar otherwise, a failed replicate left out but counted."""
+    """Welch for 3+ replicates each, McNemar run against run otherwise, a failed replicate left out but
+    counted, the p-values adjusted over the 4 entries with a finished run."""
     directories = [
         with_predictions(write_run(tmp_path, "best", replicate), first(count), test_loss=0.4)
         for replicate, count in [(1, 180), (2, 176), (3, 178)]
@@ -225,7 +226,9 @@ def test_entry_intervals_tests_and_verdicts(tmp_path):
     close = entries.loc["close"]
     p = scipy_stats.ttest_ind([0.9, 0.88, 0.89], [0.905, 0.85, 0.875], equal_var=False).pvalue
     assert close["vs_best_test"] == "welch" and close["vs_best_p_value"] == pytest.approx(p)
-    assert close["tied_with_best"] and close["verdict"] == f"tied with the best ({stats.format_p(p)}, Welch)"
+    assert close["tied_with_best"]
+    assert close["verdict"] == f"tied with the best ({stats.format_p(p)}, adjusted 1; Welch)"
+    assert close["vs_best_p_adjusted"] == 1.0  # Holm's last step: 2 * (3 * p / 2) > 1
 
     low = entries.loc["low"]  # 2 finished of 3: McNemar, best/rep1 (180) against low/rep2 (160)
     assert (low["replicates"], low["replicates_ok"]) == (3, 2)
@@ -234,27 +237,33 @@ def test_entry_intervals_tests_and_verdicts(tmp_path):
     assert (low["test_accuracy_ci_low"], low["test_accuracy_ci_high"]) == pytest.approx(stats.t_interval([0.75, 0.8]))
     p = scipy_stats.binomtest(20, 20, 0.5).pvalue
     assert low["vs_best_test"] == "mcnemar" and low["vs_best_p_value"] == pytest.approx(p)
-    assert not low["tied_with_best"] and low["verdict"] == "below the best (p < 0.001, McNemar)"
+    assert low["vs_best_p_adjusted"] == pytest.approx(4 * 3 * p / 2)  # Holm's first step
+    assert not low["tied_with_best"]
+    assert low["verdict"] == "runs differ, settings untested (p < 0.001, adjusted < 0.001; McNemar): set replicates: 3"
 
     single = entries.loc["single"]  # one replicate: its Wilson interval; 4 discordant grids
     wilson = scipy_stats.binomtest(176, 200).proportion_ci(0.95, method="wilson")
     assert (single["test_accuracy_ci_low"], single["test_accuracy_ci_high"]) == pytest.approx((wilson.low, wilson.high))
     assert single["vs_best_p_value"] == pytest.approx(0.125)  # 2 * (1/2)^4
-    assert single["verdict"] == "tied with the best (p = 0.12, McNemar)"
+    assert single["vs_best_p_adjusted"] == pytest.approx(3 * 3 * 0.125 / 2)  # Holm's second step
+    assert single["verdict"] == "runs alike, settings untested (p = 0.12, adjusted 0.56; McNemar): set replicates: 3"
+    assert single["tied_with_best"]
 
     dead = entries.loc["dead"]
     assert dead["verdict"] == "no finished run" and not dead["tied_with_best"] and dead["replicates_ok"] == 0
-    assert pd.isna(dead["vs_best_p_value"]) and pd.isna(dead["test_accuracy_ci_low"])
+    assert pd.isna(dead["vs_best_p_value"]) and pd.isna(dead["vs_best_p_adjusted"])
+    assert pd.isna(dead["test_accuracy_ci_low"])
     assert entries["sweep"].to_dict() == {"best": "width", "close": "width", "low": "", "single": "", "dead": ""}
 
 
-def test_identical_predictions_are_tied_with_p_1(tmp_path):
+def test_identical_predictions_are_alike_with_p_1(tmp_path):
     same = first(150)
     directories = [with_predictions(write_run(tmp_path, name), same, test_loss=0.5) for name in ("a", "b")]
     _, entries = tables_of(directories)
     assert entries.loc["a", "verdict"] == "best"
     assert entries.loc["b", "vs_best_p_value"] == 1.0
-    assert entries.loc["b", "verdict"] == "tied with the best (p = 1, McNemar)"
+    assert entries.loc["b", "verdict"] == (
+        "runs alike, settings untested (p = 1, adjusted 1; McNemar): set replicates: 3")
 
 
 def test_different_test_grids_are_not_compared(tmp_path):
@@ -293,8 +302,9 @@ def test_one_ranking_best_entry_then_its_best_run(tmp_path):
         "lucky/rep1", "steady/rep2", "same_mean_lower_loss/rep1", "steady/rep1", "lucky/rep2", "dead/rep1"]
     assert metrics.entry_best_runs(table) == {
         "lucky": "lucky/rep1", "steady": "steady/rep2", "same_mean_lower_loss": "same_mean_lower_loss/rep1"}
-    # McNemar pairs the best runs: lucky/rep1 (190) beats the best entry's run (161) on its own.
-    assert entries.loc["lucky", "verdict"] == "above the best on its best run (p < 0.001, McNemar)"
+    # McNemar pairs the best runs: lucky/rep1 (190) beats the best entry's run (161), yet with 2 replicates
+    # that says nothing of lucky's settings.
+    assert entries.loc["lucky", "verdict"].startswith("runs differ, settings untested (p < 0.001")
     assert metrics.best_run(table.iloc[-1:]) is None and metrics.ranked_entries(table.iloc[:0]) == []
 
 
@@ -317,7 +327,10 @@ def test_statistics_columns_survive_the_csv(tmp_path):
         assert read_back[key] == fresh[key], key
     for words in (wording.ranking_sentences, wording.method_notes):
         assert words(read_back) == words(fresh)
-    assert [item["entry"] for item in read_back["tied"]] == ["c"] and read_back["below"][0]["entry"] == "b"
+    assert read_entries["vs_best_p_adjusted"].tolist() == pytest.approx(entries["vs_best_p_adjusted"].tolist(),
+                                                                        rel=1e-5, nan_ok=True)
+    assert [item["entry"] for item in read_back["tied"]] == ["c"] and read_back["runs_differ"][0]["entry"] == "b"
+    assert read_back["runs_differ"][0]["p_adjusted"] == pytest.approx(fresh["runs_differ"][0]["p_adjusted"], rel=1e-5)
 
 
 def test_entry_columns_put_the_verdict_beside_the_mean(tmp_path):
@@ -325,7 +338,8 @@ def test_entry_columns_put_the_verdict_beside_the_mean(tmp_path):
     columns = list(entries.reset_index().columns)
     start = columns.index("test_accuracy_max") + 1
     assert columns[:2] == ["entry", "sweep"]
-    assert columns[start: start + 6] == ["test_accuracy_ci_low", "test_accuracy_ci_high", *stats.COMPARISON_COLUMNS]
+    assert columns[start: start + 7] == ["test_accuracy_ci_low", "test_accuracy_ci_high", *stats.COMPARISON_COLUMNS]
+    assert stats.COMPARISON_COLUMNS[1:3] == ["vs_best_p_value", "vs_best_p_adjusted"]
 
 
 def test_predictions_file_errors_name_the_file_and_field(tmp_path):

@@ -22,12 +22,9 @@ METHOD_NOTES = {
     "replicates each: replicates independent, accuracies roughly normal, unequal variances allowed.",
     stats.MCNEMAR: "McNemar's exact test compares the best runs of two entries on the same test grids: only the "
     "grids one run gets right and the other wrong count, and under no difference each such grid is a "
-    "fair coin toss.",
+    "fair coin toss. It compares two trained models, so with fewer than 3 finished replicates it does not "
+    "compare their settings: another seed of the same settings can differ as much.",
 }
-UNADJUSTED = (
-    "p-values are not adjusted for comparing several entries, and the best entry is picked from the "
-    "same test results, so a p-value just under 0.05 is a hint rather than a finding."
-)
 TEST_USE = {
     stats.WELCH: "Welch's t-test on the replicates' test accuracies (entries with 3 or more finished replicates)",
     stats.MCNEMAR: "McNemar's exact test on the paired test predictions of the entries' best runs",
@@ -37,21 +34,26 @@ NOTHING_FINISHED = "No run finished training, so there is no model to recommend 
 
 def method_notes(facts: dict) -> list[str]:
     """One note per interval and test that `facts` (stats.standing) used, in stats.METHODS order,
-    then, where entries were tested, that p-values are not adjusted for multiple comparisons."""
+    then, where entries were tested, how their p-values are adjusted (stats.ADJUSTMENT_NOTE)."""
     used = set(facts["intervals"]) | set(facts["tests"])
     notes = [METHOD_NOTES[method] for method in stats.METHODS if method in used]
-    return notes + [UNADJUSTED] if facts["tests"] else notes
+    return notes + [stats.ADJUSTMENT_NOTE] if facts["tests"] else notes
 
 
 def _names(items: list[dict], limit: int = 8) -> str:
-    shown = [f"{item['entry']} ({stats.format_p(item['p_value'])}, {stats.TEST_NAMES[item['test']]})" for item in items]
+    shown = [
+        f"{item['entry']} ({stats.format_p(item['p_value'])}, {stats.format_adjusted(item['p_adjusted'])}; "
+        f"{stats.TEST_NAMES[item['test']]})"
+        for item in items
+    ]
     extra = f" and {len(shown) - limit} more (see the entry table)" if len(shown) > limit else ""
     return ", ".join(shown[:limit]) + extra
 
 
 def ranking_sentences(facts: dict) -> list[str]:
     """The best entry with its interval, then the entries the tests cannot tell from it (or that every
-    other is below it), then the entries whose best run beats its best run."""
+    other is below it), the entries whose best run beats its best run, and the entries whose runs differ
+    from its run while their settings are untested (too few replicates)."""
     if facts["best_entry"] is None:
         return [NOTHING_FINISHED]
     replicates = facts["best_replicates"]
@@ -68,10 +70,18 @@ def ranking_sentences(facts: dict) -> list[str]:
             f"{_names(facts['tied'])}. Treat {'these' if count > 1 else 'both'} as equally good on this test set."
         )
     elif facts["below"]:
-        sentences.append("Every other entry tested is below it (p < 0.05).")
+        sentences.append(f"Every other entry tested is below it (adjusted p < {stats.ALPHA:g}).")
     if facts["above"]:
         sentences.append(
             f"Best runs that beat its best run although their entry's mean is lower: {_names(facts['above'])}."
+        )
+    if facts["runs_differ"]:
+        count = len(facts["runs_differ"])
+        sentences.append(
+            f"Run against run, without {stats.MIN_REPLICATES} finished replicates on both sides, {count} "
+            f"entr{'y differs' if count == 1 else 'ies differ'} from it: {_names(facts['runs_differ'])}; a second "
+            "seed of the same settings can differ as much, so the settings are not compared: set replicates: "
+            f"{stats.MIN_REPLICATES} in the models file to compare them."
         )
     return sentences
 

@@ -302,14 +302,14 @@ def _add_statistics(summary: pd.DataFrame, table: pd.DataFrame, predictions: dic
     ranked = ranked_entries(table)
     best = ranked[0] if ranked and ranked[0] in best_runs else None
     paired = {entry: (predictions or {}).get(run) for entry, run in best_runs.items()}
-    intervals, comparisons = {}, {}
+    intervals = {}
     for entry in summary.index:
         single = best_runs.get(entry)
         single_interval = (
             (rows.at[single, "test_accuracy_ci_low"], rows.at[single, "test_accuracy_ci_high"]) if single else None
         )
         intervals[entry] = stats.entry_interval(accuracies.get(entry, []), single_interval)
-        comparisons[entry] = stats.compare_with_best(entry, best, accuracies, paired)
+    comparisons = stats.compare_all(best, accuracies, paired, entries=summary.index)
     summary["test_accuracy_ci_low"] = [intervals[entry][0] for entry in summary.index]
     summary["test_accuracy_ci_high"] = [intervals[entry][1] for entry in summary.index]
     for column in stats.COMPARISON_COLUMNS:
