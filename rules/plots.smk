@@ -1,6 +1,8 @@
 # From trained runs to tables and figures. Nothing here imports TensorFlow, so re-plotting never
 # retrains: the plotting modules are inputs, and touching them re-runs only these rules and the report.
 
+import re
+
 PLOT_RUN_DIR = f"results/plots/runs/{RUN_ID}"
 
 
@@ -140,6 +142,12 @@ rule plot_comparison:
             category="Comparison",
             labels={"figure": figure_label("comparison_time_vs_accuracy")},
         ),
+        cost=report(
+            "results/plots/comparison/cost.png",
+            caption=figure_caption("comparison_cost"),
+            category="Comparison",
+            labels={"figure": figure_label("comparison_cost")},
+        ),
     log:
         "logs/plot_comparison.log",
     conda:
@@ -149,17 +157,19 @@ rule plot_comparison:
 
 
 # The example digits depend on the prepared data alone, so they are drawn while the models train;
-# the mistakes of the best run wait for every run.
+# the mistakes of the best run wait for every run. Beside each PNG, the same digits as data for the
+# report's rotatable views (mnist3d.plots.views).
 rule plot_examples:
     input:
         prepared=PREPARED,
         code=code_files("mnist3d.plots.digits"),
     output:
-        report(
+        examples=report(
             "results/plots/digits/examples.png",
             caption=figure_caption("digits_examples"),
             category="Data",
         ),
+        views="results/plots/digits/examples.json",
     log:
         "logs/plot_examples.log",
     conda:
@@ -175,12 +185,13 @@ rule plot_misclassified:
         predictions=run_files("predictions.npz"),
         code=code_files("mnist3d.plots.mistakes"),
     output:
-        report(
+        misclassified=report(
             "results/plots/digits/misclassified.png",
             caption=figure_caption("digits_misclassified"),
             category="Comparison",
             labels={"figure": figure_label("digits_misclassified")},
         ),
+        views="results/plots/digits/misclassified.json",
     log:
         "logs/plot_misclassified.log",
     conda:
@@ -191,20 +202,29 @@ rule plot_misclassified:
         "../scripts/plot_misclassified.py"
 
 
+# The sweep's own names only: "{sweep}.png" would otherwise also match another's parallel figure.
 rule plot_sweep:
     input:
         entries=rules.aggregate_metrics.output.entries,
         table=rules.aggregate_metrics.output.table,
-        code=code_files("mnist3d.plots.sweep"),
+        code=code_files("mnist3d.plots.parallel"),
     output:
-        report(
+        accuracy=report(
             "results/plots/sweeps/{sweep}.png",
             caption=figure_caption("sweep_accuracy"),
             category="Sweeps",
             labels={"sweep": "{sweep}"},
         ),
+        parallel=report(
+            "results/plots/sweeps/{sweep}-parallel.png",
+            caption=figure_caption("sweep_parallel"),
+            category="Sweeps",
+            labels={"sweep": "{sweep}"},
+        ),
     log:
         "logs/plot_sweep/{sweep}.log",
+    wildcard_constraints:
+        sweep="|".join(re.escape(name) for name in SWEEPS) or "no-sweep",
     conda:
         "../envs/plotting.yaml"
     params:

@@ -25,9 +25,14 @@ rule report:
         comparison_measure_bars=rules.plot_comparison.output.measure_bars,
         comparison_grouped_by_time=rules.plot_comparison.output.grouped_by_time,
         comparison_time_vs_accuracy=rules.plot_comparison.output.time_vs_accuracy,
-        digits_examples=rules.plot_examples.output[0],
-        digits_misclassified=rules.plot_misclassified.output[0],
-        sweep_accuracy=expand(rules.plot_sweep.output[0], sweep=list(SWEEPS)),
+        comparison_cost=rules.plot_comparison.output.cost,
+        digits_examples=rules.plot_examples.output.examples,
+        digits_misclassified=rules.plot_misclassified.output.misclassified,
+        # The same digits as data, for the page's rotatable views.
+        digits_examples_views=rules.plot_examples.output.views,
+        digits_misclassified_views=rules.plot_misclassified.output.views,
+        sweep_accuracy=expand(rules.plot_sweep.output.accuracy, sweep=list(SWEEPS)),
+        sweep_parallel=expand(rules.plot_sweep.output.parallel, sweep=list(SWEEPS)),
         code=code_files("mnist3d.report.render"),
     output:
         "results/report.html",

@@ -9,6 +9,7 @@ with rule_log(snakemake) as log:
         snakemake.input.table,
         snakemake.params.runs,
         snakemake.input.predictions,
-        snakemake.output[0],
+        snakemake.output.misclassified,
+        snakemake.output.views,
     )
     log(f"mistakes of {best or 'no run: none finished'}")

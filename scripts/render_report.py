@@ -16,8 +16,10 @@ with rule_log(snakemake):
         entries=dict(zip(params.replicated_entries, inputs.entry_replicates)),
         comparison={figure.name: inputs[figure.key] for figure in figures.group("comparison")},
         digits={figure.name: inputs[figure.key] for figure in figures.group("digits")},
-        # One figure per sweep spec, in the same order; a models file without sweeps has neither.
+        views={figure.name: inputs[f"{figure.key}_views"] for figure in figures.group("digits")},
+        # One figure of each kind per sweep spec, in the same order; a models file without sweeps has none.
         sweeps=list(zip(params.sweeps, inputs.sweep_accuracy)),
+        sweep_parallel={spec["name"]: path for spec, path in zip(params.sweeps, inputs.sweep_parallel)},
     )
     write_report_from_files(
         snakemake.output[0],

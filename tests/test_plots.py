@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +15,15 @@ from PIL import Image
 from rundirs import table_of, tables_of, write_run, write_runs, write_sweep
 
 from mnist3d.plots import comparison as plots_comparison
-from mnist3d.plots import digits, mistakes
+from mnist3d.plots import cost as plots_cost
+from mnist3d.plots import digits, frontier, mistakes
 from mnist3d.plots import entry as plots_entry
 from mnist3d.plots import overlay as plots_overlay
+from mnist3d.plots import parallel as plots_parallel
 from mnist3d.plots import run as plots_run
 from mnist3d.plots import style as plotstyle
 from mnist3d.plots import sweep as plots_sweep
+from mnist3d.plots import views as plots_views
 from mnist3d.report import figures
 from mnist3d.results import confusion, metrics, runfiles
 
@@ -159,17 +164,40 @@ def test_digit_views_from_prepared_test_set_and_best_run(tmp_path):
         test_rotated=np.tile([0, 1], 100).astype(np.int8),
     )
     examples, misclassified = tmp_path / "examples.png", tmp_path / "misclassified.png"
-    digits.plot_examples_file(prepared, examples)
+    digits.plot_examples_file(prepared, examples, tmp_path / "examples.json")
     best = mistakes.plot_misclassified_file(
         prepared,
         table_path,
         [f"model_0{index}/rep1" for index in range(3)],
         [directory / "predictions.npz" for directory in directories],
         misclassified,
+        tmp_path / "misclassified.json",
     )
     for path in (examples, misclassified):
         assert_png(path)
     assert best is not None and best == metrics.best_run(metrics.read_table(table_path))
+    # The rotatable views hold the same digits as the figures, in their order.
+    shown = json.loads((tmp_path / "examples.json").read_text())["views"]
+    assert [(view["group"], view["label"]) for view in shown[:2]] == [
+        ("Unrotated test digits", "digit 0"),
+        ("Unrotated test digits", "digit 1"),
+    ]
+    assert len(shown) == 20 and shown[10]["group"] == "Rotated noisy copies"
+    first_rotated = int(np.flatnonzero(np.tile([0, 1], 100) == 1)[0])  # digit 0's first rotated row
+    assert (plots_views.decode_cells(shown[10]["cells"]) > 0).tolist() == (
+        grids[first_rotated, ..., 0] / grids[first_rotated].max() > plots_views.THRESHOLD
+    ).tolist()
+    wrong = json.loads((tmp_path / "misclassified.json").read_text())
+    predictions = runfiles.read_prediction_arrays(tmp_path / "results" / "runs" / best / "predictions.npz")
+    first = mistakes.misclassified_indices(
+        predictions["y_true"], predictions["y_pred"], predictions["probabilities"], 10
+    )[0]
+    assert (
+        plots_views.decode_cells(wrong["views"][0]["cells"]).tolist()
+        == plots_views.decode_cells(plots_views.encode_cells(grids[first])).tolist()
+    )
+    assert wrong["title"].startswith(f"{best}: the 10 mistakes") and len(wrong["views"]) == 10
+    assert all(view["label"].startswith("true ") and "→ predicted" in view["label"] for view in wrong["views"])
 
 
 def test_a_digit_is_drawn_as_one_square_per_filled_cell_in_its_place():
@@ -330,3 +358,116 @@ def test_the_examples_and_the_per_run_figures_do_not_depend_on_the_tables_code()
         names = {path.name for path in codebase.code_files(module)}
         assert not names & {"metrics.py", "stats.py"}, (module, sorted(names))
         assert not [name for name in names if name.endswith((".rst", ".j2"))], (module, sorted(names))
+
+
+# ----------------------------------------------------------------------------------------------
+# Rotatable views, parallel coordinates and accuracy against cost
+
+
+def test_views_keep_the_figures_cells_and_their_densities():
+    grid = np.zeros((16, 16, 16, 1), dtype=np.float32)  # [z, y, x]
+    grid[3, 5, 7] = 2.0  # the maximum
+    grid[4, 5, 7] = 0.5  # a quarter of it: kept, at 64
+    grid[0, 0, 1] = 0.2  # a tenth: below the threshold, left out as the figure leaves it out
+    cells = plots_views.decode_cells(plots_views.encode_cells(grid))
+    assert cells[3, 5, 7] == 255 and cells[4, 5, 7] == 64 and cells[0, 0, 1] == 0
+    assert int((cells > 0).sum()) == 2
+    # Flat index x + 16y + 256z, as the page's script reads it.
+    flat = np.frombuffer(base64.b64decode(plots_views.encode_cells(grid)), dtype=np.uint8)
+    assert flat[7 + 16 * 5 + 256 * 3] == 255
+    assert plots_views.decode_cells(plots_views.encode_cells(np.zeros((16, 16, 16)))).sum() == 0
+
+
+def test_parallel_coordinates_draw_the_best_and_its_ties_on_top(tmp_path):
+    _, entries, spec = _sweep_tables(tmp_path, {"dense": [64, 128, 256], "dropout": [0.2, 0.5]})
+    frame = plots_sweep.sweep_frame(entries, spec)
+    axes, lines = plots_parallel.parallel_lines(frame, spec["fields"])
+    assert axes["dense"] == ["64", "128", "256"] and axes["dropout"] == ["0.2", "0.5"]
+    assert len(lines) == 6
+    layers = [line["layer"] for line in lines]
+    assert layers == sorted(layers, key=plots_parallel.LAYER.get) and layers[-1] == "best"
+    summary = entries.set_index("entry")
+    best = lines[-1]
+    assert summary.loc[best["entry"], "verdict"] == "best"
+    assert best["y"][-1] == pytest.approx(1.0)  # the highest mean tops the accuracy axis
+    assert best["y"][:2] == [axes["dense"].index(best["values"][0]) / 2, axes["dropout"].index(best["values"][1])]
+    tied = {entry for entry in summary.index if str(summary.loc[entry, "tied_with_best"]) == "True"} - {best["entry"]}
+    assert {line["entry"] for line in lines if line["layer"] == "tied"} == tied
+    figure = plots_parallel.parallel_figure(entries, spec)
+    [axis] = figure.axes
+    assert [tick.get_text() for tick in axis.get_xticklabels()] == ["dense", "dropout", "mean test accuracy"]
+    assert len(axis.lines) == 6 + 3  # a line per entry and an axis per field and accuracy
+    assert axis.lines[5].get_linewidth() == plots_parallel.STROKE["best"][1]  # drawn last, on top
+    entries_path = tmp_path / "metrics_by_entry.csv"
+    metrics.write_csv(entries, entries_path)
+    plots_parallel.plot_parallel_file(entries_path, spec, tmp_path / "grid-parallel.png")
+    assert_png(tmp_path / "grid-parallel.png")
+    failed = entries.assign(test_accuracy_mean=np.nan)
+    texts = [text.get_text() for axis in plots_parallel.parallel_figure(failed, spec).axes for text in axis.texts]
+    assert any("No run of this sweep finished" in text for text in texts)
+
+
+def test_pareto_optimal_points_are_those_no_other_beats_on_both():
+    costs = [10, 20, 30, 15, 40, np.nan, 10]
+    accuracies = [0.70, 0.80, 0.85, 0.60, 0.85, 0.99, 0.65]
+    # 15 s at 0.60 loses to 10 s at 0.70; 40 s at 0.85 to 30 s at 0.85; 10 s at 0.65 to 10 s at 0.70.
+    assert frontier.pareto_optimal(costs, accuracies).tolist() == [True, True, True, False, False, False, False]
+    assert frontier.pareto_optimal([5, 5], [0.5, 0.5]).tolist() == [True, True]  # equal points beat neither
+
+
+def cost_runs(root: Path) -> list[Path]:
+    """Three entries of 3 replicates: `big` best and slow, `small` tied with it and 4x faster with a
+    tenth of the parameters, `weak` below both and the fastest."""
+    directories = []
+    for entry, level, seconds, parameters in (
+        ("big", 0.83, 400.0, 500_000),
+        ("small", 0.81, 100.0, 50_000),
+        ("weak", 0.55, 50.0, 40_000),
+    ):
+        for replicate in (1, 2, 3):
+            directory = write_run(root, entry, replicate, level=level, test_size=400)
+            record = json.loads((directory / "metrics.json").read_text())
+            record.update(training_seconds=seconds + replicate, parameter_count=parameters)
+            (directory / "metrics.json").write_text(json.dumps(record))
+            directories.append(directory)
+    return directories
+
+
+def test_entry_costs_and_the_cheapest_entry_tied_with_the_best(tmp_path):
+    table, entries = tables_of(cost_runs(tmp_path))
+    verdicts = entries.set_index("entry")["verdict"]
+    assert verdicts["big"] == "best" and verdicts["small"].startswith("tied") and verdicts["weak"].startswith("below")
+    frame = frontier.entry_costs(table, entries).set_index("entry")
+    assert frame.loc["small", "seconds"] == pytest.approx(102.0) and frame.loc["big", "parameters"] == 500_000
+    assert frame.index.tolist() == ["big", "small", "weak"] and frame["tied"].tolist() == [True, True, False]
+    # Every entry is Pareto-optimal here: each costlier one is more accurate.
+    assert frame["pareto_seconds"].all() and frame["pareto_parameters"].all()
+    fast = frontier.cheapest_tied(frontier.entry_costs(table, entries), "seconds")
+    assert fast == {
+        "entry": "small",
+        "cost": 102.0,
+        "best_cost": 402.0,
+        "ratio": pytest.approx(402 / 102),
+        "is_best": False,
+    }
+    slow = frontier.entry_costs(table, entries).assign(seconds=[100.0, 300.0, 50.0])
+    assert frontier.cheapest_tied(slow, "seconds")["is_best"]  # the best is also the cheapest of the ties
+    figure = plots_cost.cost_figure(table, entries)
+    axes = [axis for axis in figure.axes if axis.get_visible()]
+    assert [axis.get_xlabel() for axis in axes] == ["mean training time (s)", "parameters"]
+    assert axes[1].get_xscale() == "linear" and axes[0].get_xscale() == "linear"
+    named = {text.get_text() for text in axes[0].texts}
+    assert named == set(frame.index[frame["pareto_seconds"]])
+    path = tmp_path / "cost.png"
+    plotstyle.save(figure, path)
+    assert_png(path)
+    none = table.assign(status="failed", test_accuracy=np.nan)
+    texts = [text.get_text() for axis in plots_cost.cost_figure(none, entries).axes for text in axis.texts]
+    assert any("No run has both" in text for text in texts)
+
+
+def test_sweep_entries_are_named_by_their_values_in_the_cost_figure():
+    assert plots_cost.short_name("lr-dropout.dropout-0.25.learning_rate-0.001", "lr-dropout") == (
+        "dropout-0.25.learning_rate-0.001"
+    )
+    assert plots_cost.short_name("wide", "") == "wide"

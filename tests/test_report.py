@@ -4,6 +4,8 @@ Chromium, and end-to-end on tiny data."""
 from __future__ import annotations
 
 import datetime
+import html as html_module
+import itertools
 import json
 import re
 import shutil
@@ -14,11 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import test_plots as plot_tests
 from conftest import REPO, planned_jobs, snakemake, workflow_rules
 from rundirs import DATA_SUMMARY, tables_of, write_report, write_run, write_runs, write_sweep
 
+from mnist3d.config.names import entry_name, value_text
 from mnist3d.plots import style as plotstyle
-from mnist3d.report import figures
+from mnist3d.plots import views as plotviews
+from mnist3d.report import context, figures
 from mnist3d.report import render as report
 from mnist3d.results import metrics
 
@@ -74,9 +79,31 @@ def tiny_png(path: Path) -> Path:
     return path
 
 
-def context_for(root: Path, directories: list[Path], specs: list[dict] = (), summary: dict = SUMMARY) -> dict:
+def views_files(root: Path) -> dict[str, Path]:
+    """Views files as rules plot_examples and plot_misclassified write them: a few bars of voxels."""
+    grids = np.zeros((3, 16, 16, 16), dtype=np.float32)  # [z, y, x]
+    for index, grid in enumerate(grids):
+        grid[2:14, 6 + index, 4:9] = np.linspace(0.3, 1.0, 5)
+    paths = {name: root / f"{name}.json" for name in figures.names("digits")}
+    plotviews.write_views(
+        paths["examples"],
+        "Test digits",
+        [plotviews.view(grid, "Unrotated test digits", f"digit {i}") for i, grid in enumerate(grids)],
+    )
+    plotviews.write_views(
+        paths["misclassified"], f"best: {HOSTILE}", [plotviews.view(grids[0], "", f"true 1 → predicted 7\n{HOSTILE}")]
+    )
+    return paths
+
+
+def context_for(
+    root: Path, directories: list[Path], specs: list[dict] = (), summary: dict = SUMMARY, entries_as=None
+) -> dict:
+    """The report's context of these runs, with placeholder figures and small views files;
+    `entries_as` changes the entry table first."""
     sweeps = {entry: spec["name"] for spec in specs for entry in spec["entries"]}
     table, entries = tables_of(directories, sweeps)
+    entries = entries_as(entries) if entries_as else entries
     runs = [metrics.read_metrics(directory / "metrics.json") for directory in directories]
     png = tiny_png(root / "figure.png")
     images = report.ReportImages(
@@ -85,6 +112,8 @@ def context_for(root: Path, directories: list[Path], specs: list[dict] = (), sum
         comparison={name: png for name in figures.names("comparison")},
         digits={name: png for name in figures.names("digits")},
         sweeps=[(spec, png) for spec in specs],
+        sweep_parallel={spec["name"]: png for spec in specs},
+        views=views_files(root),
     )
     csv = root / "metrics.csv"
     metrics.write_csv(table, csv)
@@ -113,11 +142,12 @@ def test_best_entry_first_and_the_entries_tied_with_it_named(tmp_path):
     context = context_for(tmp_path, directories)
     _, entries = tables_of(directories)
     verdicts = entries.set_index("entry")["verdict"]
-    # Two entries a point apart on 400 grids: either may come first, and the test must call them tied.
+    # Two entries a point apart on 400 grids: either may come first, and the paired test must call their
+    # runs alike; one replicate each, so no verdict on the settings either way.
     best = verdicts[verdicts == "best"].index[0]
     other = ({"augmented", "wide"} - {best}).pop()
-    assert best in ("augmented", "wide") and verdicts[other].startswith("tied with the best")
-    assert verdicts["baseline"].startswith("below the best")
+    assert best in ("augmented", "wide") and verdicts[other].startswith("runs alike, settings untested")
+    assert verdicts["baseline"].startswith("runs differ, settings untested")
     assert context["best"] == f"{best}/rep1"
     assert context["table"][0]["run"] == f"{best}/rep1" and context["table"][0]["best"]
     assert [row["best"] for row in context["table"]].count(True) == 1
@@ -209,7 +239,14 @@ def test_hostile_names_and_errors_are_escaped(tmp_path):
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;/rep1" in html
     assert "<b>bold?</b>" not in html
     page = parse(html)
-    assert page.tags.count("script") == 1  # the page's own sort/filter script, nothing injected
+    # The page's own script, and its data as JSON that no browser runs: nothing injected.
+    scripts = re.findall(r"<script([^>]*)>", html)
+    assert scripts.count("") == 1 and set(scripts) == {
+        "",
+        ' type="application/json" id="views-examples"',
+        ' type="application/json" id="views-misclassified"',
+    }
+    assert HOSTILE not in html and "\\u003cscript\\u003e" in html
     assert f"{HOSTILE}/rep1" in "".join(page.text)
     anchors = re.findall(r'id="([^"]+)"', html)
     assert all(re.fullmatch(r"[A-Za-z0-9_-]+", anchor) for anchor in anchors), anchors
@@ -244,9 +281,13 @@ def test_tables_carry_sort_keys_and_read_without_scripts(tmp_path):
     assert all("data-sort" in row[header.index("time")] for row in rows)
     # The filter boxes are hidden until the script shows them, so a page without scripts has no dead control.
     assert re.search(r'<input type="search" data-filter="metrics-table"[^>]* hidden>', html)
-    script = html[html.index("<script>") : html.index("</script>")]
+    start = html.index("<script>")
+    script = html[start : html.index("</script>", start)]
     for piece in ("table.sortable", "data-sort", "input[data-filter]", "row.hidden", "data-report-script"):
         assert piece in script, piece
+    # So are the 3D views and the sweep's interactive chart; their figures are what the page shows without.
+    assert re.search(r'<div class="viewer" data-views="views-examples" hidden>', html)
+    assert "[hidden] { display: none !important; }" in html
 
 
 def test_run_sections_start_collapsed_and_entries_too_when_many(tmp_path):
@@ -297,11 +338,124 @@ def test_sweeps_get_a_section_each_with_their_entries_ranked(tmp_path):
     page = parse(report.render(context))
     assert "sweep-table-0" in page.tables
     assert 'href="#sweeps"' in report.render(context)
+    # A sweep's entry reads as its sweep and values, not its long name, and no sweep column repeats it.
     entry_header = [cell["text"].strip() for cell in page.tables["entry-table"][0]]
-    assert "sweep" in entry_header
+    assert "sweep" not in entry_header
+    shown = {row[1]["text"].strip().removesuffix("best") for row in page.tables["entry-table"][1:]}
+    assert "widthdense=256dropout=0.5" in shown and "baseline" in shown
+    assert not any(entry in shown for entry in spec["entries"])
+    assert all(f'title="{entry}"' in report.render(context) for entry in spec["entries"])
 
     plain = report.render(context_for(tmp_path / "plain", write_runs(tmp_path / "plain", 2)))
     assert 'id="sweeps"' not in plain and 'href="#sweeps"' not in plain
+
+
+def example_sweep(root: Path) -> tuple[list[Path], dict]:
+    """The 18 runs of config/models-sweep.yaml (3 learning rates x 2 dropouts, 3 replicates) under
+    their real long names, and the sweep's spec as the rules give it."""
+    grid = {"dropout": [0.25, 0.5], "learning_rate": [1.0e-4, 1.0e-3, 3.0e-3]}
+    spec, directories = {"name": "lr-dropout", "fields": sorted(grid), "entries": {}}, []
+    for dropout, rate in itertools.product(grid["dropout"], grid["learning_rate"]):
+        labels = {"dropout": value_text(dropout), "learning_rate": value_text(rate)}
+        entry = entry_name("lr-dropout", labels)
+        spec["entries"][entry] = labels
+        level = 0.45 if rate < 5e-4 else 0.70 + 0.03 * (dropout == 0.25) + 0.02 * (rate > 2e-3)
+        directories += [write_run(root, entry, k, level=level, test_size=400) for k in (1, 2, 3)]
+    return directories, spec
+
+
+def with_adjusted_p(context_entries: pd.DataFrame) -> pd.DataFrame:
+    """The entry table as it will be with Holm-adjusted p-values: the column, and verdicts that state it."""
+    raw = context_entries["vs_best_p_value"].astype(float)
+    adjusted = (raw * 5).clip(upper=1.0)
+    verdicts = [
+        verdict if pd.isna(p) else f"{verdict.split(' (')[0]} (p = {p:.2g}, adjusted {q:.2g}; Welch)"
+        for verdict, p, q in zip(context_entries["verdict"], raw, adjusted)
+    ]
+    return context_entries.assign(vs_best_p_adjusted=adjusted, verdict=verdicts)
+
+
+def test_sweep_entries_show_their_values_and_the_adjusted_p_stands_beside_the_raw_one(tmp_path):
+    directories, spec = example_sweep(tmp_path)
+    table, entries = tables_of(directories, {entry: spec["name"] for entry in spec["entries"]})
+    rows = context.entry_rows(table, with_adjusted_p(entries), {}, [spec])
+    top = rows[0]
+    assert top["sweep"] == "lr-dropout" and top["values"] == [
+        f"dropout={spec['entries'][top['entry']]['dropout']}",
+        f"learning_rate={spec['entries'][top['entry']]['learning_rate']}",
+    ]
+    below = next(row for row in rows if row["class"] == "other")
+    assert (
+        below["p_value"]
+        and below["p_adjusted"]
+        and float(below["p_adjusted"].lstrip("< ")) >= float(below["p_value"].lstrip("< "))
+    )
+    assert top["p_adjusted"] == "" and below["sort"]["vs_best_p_adjusted"]
+    # Where the entry table has no adjusted column (written before it existed) the rows read the same without it.
+    before = entries.drop(columns="vs_best_p_adjusted", errors="ignore")
+    assert {row["p_adjusted"] for row in context.entry_rows(table, before, {}, [spec])} == {""}
+    html = report.render(context_for(tmp_path, directories, [spec], entries_as=with_adjusted_p))
+    header = [cell["text"].strip() for cell in parse(html).tables["entry-table"][0]]
+    assert header[header.index("p vs best") + 1] == "adjusted p"
+
+
+def test_summary_names_the_cheapest_entry_tied_with_the_best_and_the_pareto_entries(tmp_path):
+    directories = plot_tests.cost_runs(tmp_path)
+    table, entries = tables_of(directories)
+    sentences = context.cost_sentences(table, entries)
+    assert sentences[:2] == [
+        "Cheapest entry tied with the best: small, 3.9x faster to train (102 s against 6.7 min).",
+        "Smallest entry tied with the best: small, 10x fewer parameters (50,000 against 500,000).",
+    ]
+    assert sentences[2:] == [
+        "Pareto-optimal on training time (no other entry both cheaper and more accurate): big, small, weak.",
+        "Pareto-optimal on parameters (no other entry both cheaper and more accurate): big, small, weak.",
+    ]
+    html = report.render(context_for(tmp_path, directories))
+    assert "Cheapest entry tied with the best" in html and 'href="#chart-cost"' in html and 'id="chart-cost"' in html
+    assert context.cost_sentences(*tables_of(directories[:3])) == []  # one entry: nothing to weigh
+
+
+def test_sweep_block_carries_its_parallel_coordinates_for_the_script_and_the_png_for_the_rest(tmp_path):
+    directories, spec = write_sweep(tmp_path, "width", {"dense": [64, 256], "dropout": [0.2, 0.5]}, replicates=3)
+    directories.append(write_run(tmp_path, "width__dense-64_dropout-0.9", failed="boom"))
+    spec["entries"]["width__dense-64_dropout-0.9"] = {"dense": "64", "dropout": "0.9"}
+    built = context_for(tmp_path, directories, [spec])
+    [sweep] = built["sweeps"]
+    chart = sweep["parallel"]
+    assert chart["fields"] == [
+        {"name": "dense", "values": ["64", "256"]},
+        {"name": "dropout", "values": ["0.2", "0.5", "0.9"]},
+    ]
+    assert len(chart["lines"]) == 4  # the failed combination has no line
+    assert chart["lines"][-1]["layer"] == "best" and chart["lines"][-1]["entry"] == sweep["rows"][0]["entry"]
+    layers = [line["layer"] for line in chart["lines"]]
+    assert layers == sorted(layers, key=["other", "tied", "best"].index)
+    assert all(line["verdict"] and line["text"].startswith("0.") for line in chart["lines"])
+    html = report.render(built)
+    anchor = sweep["anchor"]
+    assert '<img src="data:image/png;base64,' in html and f'id="{anchor}-parallel-png"' in html
+    assert re.search(
+        f'<div class="parallel" data-parallel="{anchor}-parallel-data" data-fallback="{anchor}-parallel-png" hidden>',
+        html,
+    )
+    data = re.search(f'<script type="application/json" id="{anchor}-parallel-data">(.*?)</script>', html).group(1)
+    assert json.loads(data) == json.loads(json.dumps(chart))
+    assert "Parallel coordinates of a sweep." in "".join(parse(html).text)
+
+
+def test_the_digit_views_are_in_the_page_once_each_and_small(tmp_path):
+    built = context_for(tmp_path, write_runs(tmp_path, 3))
+    assert [view["label"] for view in built["views"]["examples"]["views"]] == ["digit 0", "digit 1", "digit 2"]
+    html = report.render(built)
+    for name in ("examples", "misclassified"):
+        data = re.search(f'<script type="application/json" id="views-{name}">(.*?)</script>', html).group(1)
+        assert json.loads(data) == built["views"][name]
+    # 30 digits (20 examples, 10 mistakes) of about 5.5 kB: a fraction of a report of 60 runs.
+    one = len(json.dumps(built["views"]["examples"]["views"][0]))
+    assert 30 * one < 200_000
+    script = html[html.index("<script>") :]
+    assert len(script) < 40_000  # the page's own script: tables, views and chart together
 
 
 def test_data_warnings_are_shown_and_nothing_when_there_are_none(tmp_path):
@@ -338,6 +492,7 @@ def test_report_is_written_atomically(tmp_path):
 
 # ----------------------------------------------------------------------------------------------
 # The table of figures (mnist3d.report.figures): one caption per figure, for both reports.
+
 
 @pytest.fixture(scope="module")
 def rules_by_name(tmp_path_factory) -> dict:
@@ -389,7 +544,9 @@ def test_rule_outputs_in_the_snakemake_report_use_the_table_captions(rules_by_na
 
 
 def test_report_rule_takes_every_figure_under_its_key(rules_by_name):
-    shown = [figure.key for group in ("run", "entry", "comparison", "digits", "sweep") for figure in figures.group(group)]
+    shown = [
+        figure.key for group in ("run", "entry", "comparison", "digits", "sweep") for figure in figures.group(group)
+    ]
     inputs = rules_by_name["report"]["inputs"]
     assert set(shown) <= set(inputs), sorted(set(shown) - set(inputs))
 
@@ -466,6 +623,76 @@ def test_page_runs_its_script_in_chromium_without_errors(tmp_path):
     assert [float(key) for key in keys[: len(finished)]] == finished  # lowest first after one click
     assert keys[len(finished) :] == [""] * table["test_accuracy"].isna().sum()  # failed runs last
     assert re.search(r'data-shown="([^"]*)"', result.stdout).group(1) == "1 visible"
+
+
+# Collects the page's script errors from the start (--dump-dom keeps no console), then, appended at
+# the end, drags and wheels a 3D view, hovers a parallel-coordinates line and measures the entry
+# table, writing what it found into an attribute. Every step is synchronous: the view redraws inside
+# its event handlers, so nothing here waits for a frame or a timer.
+ERRORS = """<head>
+<script>window.pageErrors = []; window.addEventListener("error", function (event) { pageErrors.push(String(event.message)); });</script>"""
+INTERACT = """<script>
+(function () {
+  var found = {errors: window.pageErrors, ready: document.documentElement.getAttribute("data-report-script")};
+  try { interact(found); } catch (error) { found.errors.push("driver: " + error); }
+  document.body.setAttribute("data-found", JSON.stringify(found));
+})();
+function interact(found) {
+  var canvas = document.querySelector('[data-views="views-examples"] canvas'), box = canvas.getBoundingClientRect();
+  var x = box.left + box.width / 2, y = box.top + box.height / 2;
+  var start = canvas.toDataURL(), view = canvas.getAttribute("data-view");
+  canvas.dispatchEvent(new PointerEvent("pointerdown", {clientX: x, clientY: y, button: 0, bubbles: true}));
+  window.dispatchEvent(new PointerEvent("pointermove", {clientX: x + 60, clientY: y + 25, bubbles: true}));
+  window.dispatchEvent(new PointerEvent("pointerup", {clientX: x + 60, clientY: y + 25, bubbles: true}));
+  found.dragged = canvas.toDataURL() !== start;
+  found.views = [view, canvas.getAttribute("data-view")];
+  var turned = canvas.toDataURL();
+  canvas.dispatchEvent(new WheelEvent("wheel", {deltaY: -400, clientX: x, clientY: y, bubbles: true, cancelable: true}));
+  found.zoomed = canvas.toDataURL() !== turned;
+  canvas.dispatchEvent(new MouseEvent("dblclick", {bubbles: true}));
+  found.reset = canvas.getAttribute("data-view") === view;
+  var buttons = canvas.parentElement.querySelectorAll(".viewer-picker button");
+  buttons[1].click();
+  found.picked = [buttons.length, buttons[1].getAttribute("aria-pressed"), canvas.parentElement.querySelector(".viewer-caption").textContent];
+  var chart = document.querySelector("[data-parallel]");
+  found.parallel = {shown: !chart.hidden, lines: chart.querySelectorAll("g.line").length,
+                    fallbackHidden: document.getElementById(chart.getAttribute("data-fallback")).hidden};
+  var best = chart.querySelector("g.line.best");
+  best.dispatchEvent(new PointerEvent("pointerenter", {clientX: 200, clientY: 100}));
+  var tip = chart.querySelector(".parallel-tip");
+  found.parallel.tip = tip.hidden ? "" : tip.textContent;
+  best.dispatchEvent(new PointerEvent("pointerleave", {clientX: 0, clientY: 0}));
+  found.parallel.tipAfter = tip.hidden;
+  var wrap = document.getElementById("entry-table").parentElement, verdict = document.querySelector("#entry-table td.verdict");
+  found.table = {overflow: wrap.scrollWidth - wrap.clientWidth, verdictRight: verdict.getBoundingClientRect().right,
+                 wrapRight: wrap.getBoundingClientRect().right, window: window.innerWidth};
+}
+</script>
+</body>"""
+
+
+@needs_chromium
+def test_3d_views_turn_and_zoom_the_chart_hovers_and_the_verdict_fits_1100_pixels_in_chromium(tmp_path):
+    # The 18-run example sweep, with the adjusted p column and the longer verdicts it brings.
+    directories, spec = example_sweep(tmp_path)
+    html = report.render(context_for(tmp_path, directories, [spec], entries_as=with_adjusted_p))
+    assert "adjusted 0." in html and ">adjusted p</th>" in html
+    page = tmp_path / "driven.html"
+    page.write_text(html.replace("<head>", ERRORS, 1).replace("</body>", INTERACT))
+    result = chromium(page, "--window-size=1100,2000", "--dump-dom")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(html_module.unescape(re.search(r'data-found="([^"]*)"', result.stdout).group(1)))
+    assert found["errors"] == [] and found["ready"] == "ready", found
+    assert found["dragged"] and found["views"][0] != found["views"][1], found["views"]
+    assert found["zoomed"] and found["reset"]
+    assert found["picked"] == [3, "true", "Unrotated test digits: digit 1"]
+    best = next(entry for entry in spec["entries"] if found["parallel"]["tip"].startswith(entry))
+    assert f"dropout = {spec['entries'][best]['dropout']}" in found["parallel"]["tip"]
+    assert "best" in found["parallel"]["tip"] and found["parallel"]["tipAfter"]
+    assert found["parallel"] == {**found["parallel"], "shown": True, "lines": 6, "fallbackHidden": True}
+    # At 1100 pixels the entry table needs no horizontal scrolling: the verdict is in sight.
+    assert found["table"]["window"] == 1100
+    assert found["table"]["overflow"] <= 0 and found["table"]["verdictRight"] <= found["table"]["wrapRight"] + 1, found
 
 
 # ----------------------------------------------------------------------------------------------
@@ -552,5 +779,10 @@ def test_e2e_snakemake_report_includes_the_figures(trained_copy):
 def test_e2e_digit_views_of_the_prepared_test_set(tiny_workflow):
     with np.load(tiny_workflow / "results" / "data" / "prepared.npz") as prepared:
         assert prepared["x_test"].shape[1:] == (16, 16, 16, 1)
+    html = (tiny_workflow / "results" / "report.html").read_text()
     for name in ("examples", "misclassified"):
         assert (tiny_workflow / "results" / "plots" / "digits" / f"{name}.png").stat().st_size > 5000
+        # Beside each figure its digits as data, embedded once for the page's rotatable view.
+        views = json.loads((tiny_workflow / "results" / "plots" / "digits" / f"{name}.json").read_text())
+        assert views["views"] and html.count(f'id="views-{name}"') == 1
+    assert (tiny_workflow / "results" / "plots" / "comparison" / "cost.png").stat().st_size > 5000

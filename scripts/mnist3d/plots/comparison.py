@@ -12,6 +12,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
+from mnist3d.plots.cost import cost_figure
 from mnist3d.plots.overlay import RunCurves, curves_overlay
 from mnist3d.plots.style import (
     ACCURACY_COLOUR,
@@ -348,6 +349,8 @@ def comparison_figures(
         "grouped_by_time": grouped_by_time(table, best),
         "test_accuracy": test_accuracy_by_entry(table, entries),
         "time_vs_accuracy": time_vs_accuracy(table, best),
+        # Per entry, so it needs the entry table; the report rule always passes it.
+        **({"cost": cost_figure(table, entries)} if entries is not None else {}),
     }
 
 

@@ -12,10 +12,9 @@ from matplotlib import colormaps
 
 from mnist3d.grid import CLASSES, EDGE, GRID_SHAPE
 from mnist3d.plots.style import INK, MUTED, new_figure, save, styled
+from mnist3d.plots.views import THRESHOLD, view, write_views
 from mnist3d.results.confusion import rotation_known
 
-# Cells below this share of the grid's maximum are left empty: they are single stray points.
-THRESHOLD = 0.12
 ELEVATION = 14
 AZIMUTH = -22
 
@@ -100,18 +99,36 @@ def _digit_grid(figure, x, indices, caption):
     figure.suptitle(caption, x=0.01, ha="left", fontsize=11, fontweight="bold")
 
 
+def example_sets(y_test: np.ndarray, test_rotated: np.ndarray | None) -> list[tuple[str, list[int | None]]]:
+    """The examples' sets, each (caption, a test row per class): an unrotated and a rotated set when
+    the data marks rotated copies, else one."""
+    if rotation_known(test_rotated):
+        return [
+            ("Unrotated test digits, one per class", example_indices(y_test, test_rotated, 0)),
+            ("Rotated noisy copies, one per class", example_indices(y_test, test_rotated, 1)),
+        ]
+    return [("Test digits, one per class", example_indices(y_test, None, None))]
+
+
 @styled
 def examples_figure(x_test: np.ndarray, y_test: np.ndarray, test_rotated: np.ndarray | None = None):
     """One test digit per class; when the data marks rotated copies, an unrotated and a rotated set."""
-    if rotation_known(test_rotated):
-        figure = new_figure(11.5, 10.0)
-        upper, lower = figure.subfigures(2, 1, hspace=0.02)
-        _digit_grid(upper, x_test, example_indices(y_test, test_rotated, 0), "Unrotated test digits, one per class")
-        _digit_grid(lower, x_test, example_indices(y_test, test_rotated, 1), "Rotated noisy copies, one per class")
-    else:
-        figure = new_figure(11.5, 5.0)
-        _digit_grid(figure, x_test, example_indices(y_test, None, None), "Test digits, one per class")
+    sets = example_sets(y_test, test_rotated)
+    figure = new_figure(11.5, 5.0 * len(sets))
+    panels = figure.subfigures(len(sets), 1, hspace=0.02) if len(sets) > 1 else [figure]
+    for panel, (caption, indices) in zip(panels, sets):
+        _digit_grid(panel, x_test, indices, caption)
     return figure
+
+
+def example_views(x_test: np.ndarray, y_test: np.ndarray, test_rotated: np.ndarray | None = None) -> list[dict]:
+    """The digits of `examples_figure`, in its order, for the report's rotatable views."""
+    return [
+        view(x_test[index], caption.split(",")[0], f"digit {digit}")
+        for caption, indices in example_sets(y_test, test_rotated)
+        for digit, index in enumerate(indices)
+        if index is not None
+    ]
 
 
 def read_test_set(prepared_path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -121,6 +138,10 @@ def read_test_set(prepared_path) -> tuple[np.ndarray, np.ndarray, np.ndarray | N
         return prepared["x_test"], prepared["y_test"], test_rotated
 
 
-def plot_examples_file(prepared_path, output) -> None:
-    """The examples figure of the prepared test set (rule plot_examples: needs no trained run)."""
-    save(examples_figure(*read_test_set(prepared_path)), output)
+def plot_examples_file(prepared_path, output, views_output=None) -> None:
+    """The examples figure of the prepared test set (rule plot_examples: needs no trained run) and,
+    at `views_output`, its digits as a views file (mnist3d.plots.views)."""
+    test_set = read_test_set(prepared_path)
+    save(examples_figure(*test_set), output)
+    if views_output is not None:
+        write_views(views_output, "Test digits, one per class", example_views(*test_set))

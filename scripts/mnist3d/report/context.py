@@ -7,10 +7,12 @@ mnist3d.report.figures, the table that the rules' `snakemake --report` captions 
 from __future__ import annotations
 
 import datetime as _datetime
+import json
 from pathlib import Path
 
 import pandas as pd
 
+from mnist3d.plots.frontier import COSTS, cheapest_tied, entry_costs
 from mnist3d.report import figures
 from mnist3d.report.data import data_context, environment_context
 from mnist3d.report.format import (
@@ -24,7 +26,7 @@ from mnist3d.report.format import (
     missing,
     sort_key,
 )
-from mnist3d.report.sections import REPLICATE_PARAMS, ReportImages, sections, sweep_sections
+from mnist3d.report.sections import REPLICATE_PARAMS, ReportImages, sections, sweep_sections, verdict_class
 from mnist3d.report.wording import headline
 from mnist3d.results import stats
 from mnist3d.results.metrics import best_run, ranked_entries, ranked_runs
@@ -115,50 +117,90 @@ def table_rows(
     return rows
 
 
-def _verdict_class(row: pd.Series) -> str:
-    verdict = str(row.get("verdict") or "")
-    if verdict == "best":
-        return "best"
-    if verdict == "no finished run":
-        return "failed"
-    return "tied" if str(row.get("tied_with_best")) == "True" else "other"
+def _p_text(value) -> str:
+    return "" if missing(value) else stats.format_p(float(value)).removeprefix("p ").lstrip("= ")
 
 
-def entry_rows(table: pd.DataFrame, entries: pd.DataFrame, anchors: dict[str, str]) -> list[dict]:
+def entry_rows(
+    table: pd.DataFrame, entries: pd.DataFrame, anchors: dict[str, str], specs: list[dict] = ()
+) -> list[dict]:
     """The entry table in the tables' ranking: mean test accuracy with its interval, and the verdict
-    of the test against the best entry."""
+    of the test against the best entry. A sweep's entry is shown by its sweep and varied values
+    (`values`), which say what its long name says in a third of the width."""
     summary = entries.set_index("entry")
+    varied = {entry: (spec["name"], values) for spec in specs for entry, values in spec["entries"].items()}
     rows = []
     for rank, entry in enumerate(ranked_entries(table), start=1):
         if entry not in summary.index:
             continue
         row = summary.loc[entry]
         finished = not missing(row["test_accuracy_mean"])
-        p_value = row.get("vs_best_p_value")
+        sweep, values = varied.get(entry, ("" if missing(row.get("sweep")) else str(row.get("sweep")), {}))
         rows.append(
             {
                 "rank": rank if finished else "",
                 "entry": entry,
                 "anchor": anchors.get(entry, ""),
-                "sweep": "" if missing(row.get("sweep")) else str(row.get("sweep")),
+                "sweep": sweep,
+                "values": [f"{name}={value}" for name, value in values.items()],
                 "replicates": f"{fmt_count(row['replicates_ok'])} / {fmt_count(row['replicates'])}",
                 "mean": fmt_accuracy(row["test_accuracy_mean"]),
                 "std": fmt_accuracy(row["test_accuracy_std"]),
                 "interval": fmt_interval(row.get("test_accuracy_ci_low"), row.get("test_accuracy_ci_high")),
-                "p_value": "" if missing(p_value) else stats.format_p(float(p_value)).removeprefix("p ").lstrip("= "),
+                "p_value": _p_text(row.get("vs_best_p_value")),
+                # Holm-adjusted p (mnist3d.results.stats); absent from tables written before it existed.
+                "p_adjusted": _p_text(row.get("vs_best_p_adjusted")),
                 "test": stats.TEST_NAMES.get(str(row.get("vs_best_test") or ""), ""),
                 "verdict": str(row.get("verdict") or ""),
-                "class": _verdict_class(row),
+                "class": verdict_class(row),
                 "sort": {
                     "rank": str(rank) if finished else "",
                     "replicates": sort_key(row["replicates_ok"]),
                     **_row_keys(
-                        row, ["test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci_low", "vs_best_p_value"]
+                        row,
+                        [
+                            "test_accuracy_mean",
+                            "test_accuracy_std",
+                            "test_accuracy_ci_low",
+                            "vs_best_p_value",
+                            "vs_best_p_adjusted",
+                        ],
                     ),
                 },
             }
         )
     return rows
+
+
+def cost_sentences(table: pd.DataFrame, entries: pd.DataFrame) -> list[str]:
+    """The summary's words on cost: the cheapest entry tied with the best, by training time and by
+    parameters, and the Pareto-optimal entries (mnist3d.plots.frontier, as the cost figure marks them)."""
+    frame = entry_costs(table, entries)
+    if len(frame) < 2 or not (frame["verdict"] == "best").any():
+        return []
+    sentences = []
+    for cost, (lead, comparative, best_too, fmt) in {
+        "seconds": ("Cheapest", "faster to train", "the fastest to train", fmt_seconds),
+        "parameters": ("Smallest", "fewer parameters", "the smallest", fmt_count),
+    }.items():
+        cheapest = cheapest_tied(frame, cost)
+        if cheapest is None or int(frame["tied"].sum()) < 2:
+            continue
+        ratio = cheapest["ratio"]
+        if cheapest["is_best"] or ratio < 1.05:
+            sentences.append(f"The best entry is also {best_too} of the entries tied with it.")
+            continue
+        times = f"{ratio:.1f}x" if ratio < 10 else f"{ratio:.0f}x"
+        sentences.append(
+            f"{lead} entry tied with the best: {cheapest['entry']}, {times} {comparative} "
+            f"({fmt(cheapest['cost'])} against {fmt(cheapest['best_cost'])})."
+        )
+    for cost, name in COSTS.items():
+        optimal = frame.loc[frame[f"pareto_{cost}"], "entry"].tolist()
+        if optimal:
+            shown = ", ".join(optimal[:8]) + (f" and {len(optimal) - 8} more" if len(optimal) > 8 else "")
+            sentences.append(f"Pareto-optimal on {name} (no other entry both cheaper and more accurate): {shown}.")
+    return sentences
 
 
 def build_context(
@@ -196,7 +238,10 @@ def build_context(
         "best_anchor": anchors.get(best, ""),
         "levers": [{"name": name, "usual": value} for name, value in usual.items()],
         "table": table_rows(table, runs_by_id, usual, best, anchors),
-        "entries": entry_rows(table, entries, entry_anchors),
+        "entries": entry_rows(table, entries, entry_anchors, [spec for spec, _ in images.sweeps]),
+        "adjusted": "vs_best_p_adjusted" in entries,
+        "adjustment": getattr(stats, "ADJUSTMENT", ""),
+        "cost": cost_sentences(table, entries),
         "failed": [
             {"run": run["run"], "anchor": anchors[run["run"]], "error": run.get("error") or "no error message recorded"}
             for run in runs
@@ -222,6 +267,7 @@ def build_context(
             if figure.name in images.digits
         },
         "sweeps": sweep_sections(images, entries, ranked_entries(table), entry_anchors),
+        "views": {name: json.loads(Path(path).read_text()) for name, path in images.views.items()},
         "data": data,
         "sections": blocks,
         "environment": environment_context(runs),

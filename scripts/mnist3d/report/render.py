@@ -2,9 +2,10 @@
 
 `context.build_context` gathers and formats everything the page shows (testable without
 rendering); `render` fills the Jinja2 template (autoescaped); `write_report` writes the file
-atomically. Images are embedded as base64 data URIs, and styles and the table's sort/filter script
+atomically. Images are embedded as base64 data URIs, the digits of the rotatable 3D views and the
+sweeps' parallel coordinates as JSON, and styles and scripts (templates/*.js: tables, views, chart)
 are inline, so the page opens from disk or as an e-mail attachment with no network, and reads the
-same with scripts off.
+same with scripts off (each figure's PNG stands where a script would draw).
 """
 
 from __future__ import annotations

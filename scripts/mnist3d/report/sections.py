@@ -23,6 +23,7 @@ from mnist3d.report.format import (
 
 # The replicate band of an entry, named in its alt text.
 BAND_TITLE = figures.figure("entry_replicates").title
+PARALLEL = figures.figure("sweep_parallel")
 # Parameters that differ between runs of one entry only by design; not a setting worth comparing.
 REPLICATE_PARAMS = {"seed"}
 # Above this many entries, entry blocks start collapsed too, so the page is a list to scan, not a scroll.
@@ -39,6 +40,9 @@ class ReportImages:
     comparison: dict[str, str | Path] = field(default_factory=dict)  # "comparison" figure name -> path
     digits: dict[str, str | Path] = field(default_factory=dict)  # "digits" figure name -> path
     sweeps: list[tuple[dict, str | Path]] = field(default_factory=list)  # (sweep spec, figure), in spec order
+    sweep_parallel: dict[str, str | Path] = field(default_factory=dict)  # sweep name -> its "sweep_parallel" PNG
+    # "digits" figure name -> its digits as a views file (mnist3d.plots.views), for the rotatable views.
+    views: dict[str, str | Path] = field(default_factory=dict)
 
 
 def entry_params(entry_runs: list[dict]) -> list[dict]:
@@ -161,8 +165,10 @@ def sweep_sections(
                     "replicates": f"{fmt_count(stats.get('replicates_ok'))} / {fmt_count(stats.get('replicates'))}",
                     "verdict": str(stats.get("verdict") or ""),
                     "best": stats.get("verdict") == "best",
+                    "class": verdict_class(stats),
                 }
             )
+        parallel = images.sweep_parallel.get(spec["name"])
         result.append(
             {
                 "name": spec["name"],
@@ -174,6 +180,46 @@ def sweep_sections(
                 ],
                 "uri": data_uri(path),
                 "rows": rows,
+                "parallel_uri": data_uri(parallel) if parallel else "",
+                "parallel_title": PARALLEL.title,
+                "parallel_caption": figures.caption(PARALLEL.key, sweep=spec["name"]),
+                "parallel": parallel_chart(fields, rows, summary),
             }
         )
     return result
+
+
+def verdict_class(row: pd.Series) -> str:
+    """The row class of an entry by its verdict: "best", "tied" (with the best), "failed" or "other"."""
+    verdict = str(row.get("verdict") or "")
+    if verdict == "best":
+        return "best"
+    if verdict == "no finished run":
+        return "failed"
+    return "tied" if str(row.get("tied_with_best")) == "True" else "other"
+
+
+def parallel_chart(fields: list[str], rows: list[dict], summary: pd.DataFrame) -> dict:
+    """What the page's parallel coordinates draw: the fields with their values in order, and a line
+    per finished entry (back to front: the rest, the ties, the best), with what its hover shows."""
+    lines = []
+    for row in rows:
+        if row["mean"] == "":
+            continue
+        lines.append(
+            {
+                "entry": row["entry"],
+                "values": row["values"],
+                "mean": float(summary.loc[row["entry"], "test_accuracy_mean"]),
+                "text": f"{row['mean']}" + (f" (95 % interval {row['interval']})" if row["interval"] else ""),
+                "verdict": row["verdict"],
+                "layer": row["class"] if row["class"] in ("best", "tied") else "other",
+            }
+        )
+    order = {"other": 0, "tied": 1, "best": 2}
+    lines.sort(key=lambda line: (order[line["layer"]], line["mean"]))
+    labels = [
+        {"name": name, "values": ordered_labels(row["values"][index] for row in rows)}
+        for index, name in enumerate(fields)
+    ]
+    return {"fields": labels, "lines": lines}
