@@ -33,6 +33,7 @@ rule report:
         digits_misclassified_views=rules.plot_misclassified.output.views,
         sweep_accuracy=expand(rules.plot_sweep.output.accuracy, sweep=list(SWEEPS)),
         sweep_parallel=expand(rules.plot_sweep.output.parallel, sweep=list(SWEEPS)),
+        sweep_effects=expand(rules.sweep_effects.output[0], sweep=list(SWEEPS)),
         code=code_files("mnist3d.report.render"),
     output:
         "results/report.html",

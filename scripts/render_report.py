@@ -20,6 +20,7 @@ with rule_log(snakemake):
         # One figure of each kind per sweep spec, in the same order; a models file without sweeps has none.
         sweeps=list(zip(params.sweeps, inputs.sweep_accuracy)),
         sweep_parallel={spec["name"]: path for spec, path in zip(params.sweeps, inputs.sweep_parallel)},
+        sweep_effects={spec["name"]: path for spec, path in zip(params.sweeps, inputs.sweep_effects)},
     )
     write_report_from_files(
         snakemake.output[0],

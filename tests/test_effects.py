@@ -3,6 +3,7 @@ sweep_effects rule end to end on a tiny real grid."""
 
 from __future__ import annotations
 
+import html
 import itertools
 import math
 import textwrap
@@ -188,7 +189,7 @@ sweeps:
 def test_a_real_grid_shows_the_field_that_matters_and_the_one_that_does_not(tmp_path):
     workdir = copy_workflow(tmp_path)
     (workdir / MODELS).write_text(textwrap.dedent(EFFECTS_MODELS))
-    snakemake(workdir, "results/sweeps/lp-effects.csv", "--config", f"models={MODELS}")
+    snakemake(workdir, "results/report.html", "--config", f"models={MODELS}")
     frame = pd.read_csv(workdir / "results/sweeps/lp-effects.csv", keep_default_na=False, na_values=[""])
     rows = frame.set_index("term")
     assert set(frame["model"]) == {"anova"}
@@ -197,3 +198,8 @@ def test_a_real_grid_shows_the_field_that_matters_and_the_one_that_does_not(tmp_
     assert rows.loc["early_stopping_patience", "verdict"] == "no evidence that early_stopping_patience matters (p = 1)"
     assert rows.loc["early_stopping_patience:learning_rate", "verdict"].startswith("no evidence that")
     assert "learning_rate matters" in (workdir / "logs/sweep_effects/lp.log").read_text()
+    # The report's sweep block states both verdicts.
+    page = html.unescape((workdir / "results/report.html").read_text())
+    assert "Which settings matter" in page
+    assert rows.loc["learning_rate", "verdict"] in page
+    assert "no evidence that early_stopping_patience matters (p = 1)" in page

@@ -20,6 +20,8 @@ from mnist3d.report.format import (
     missing,
     sort_key,
 )
+from mnist3d.results import effects
+from mnist3d.results.stats import format_p
 
 # The replicate band of an entry, named in its alt text.
 BAND_TITLE = figures.figure("entry_replicates").title
@@ -41,6 +43,8 @@ class ReportImages:
     digits: dict[str, str | Path] = field(default_factory=dict)  # "digits" figure name -> path
     sweeps: list[tuple[dict, str | Path]] = field(default_factory=list)  # (sweep spec, figure), in spec order
     sweep_parallel: dict[str, str | Path] = field(default_factory=dict)  # sweep name -> its "sweep_parallel" PNG
+    # Not a figure: sweep name -> its results/sweeps/SWEEP-effects.csv (mnist3d.results.effects).
+    sweep_effects: dict[str, str | Path] = field(default_factory=dict)
     # "digits" figure name -> its digits as a views file (mnist3d.plots.views), for the rotatable views.
     views: dict[str, str | Path] = field(default_factory=dict)
 
@@ -184,9 +188,37 @@ def sweep_sections(
                 "parallel_title": PARALLEL.title,
                 "parallel_caption": figures.caption(PARALLEL.key, sweep=spec["name"]),
                 "parallel": parallel_chart(fields, rows, summary),
+                "effects": sweep_effects_block(images.sweep_effects.get(spec["name"])),
             }
         )
     return result
+
+
+def sweep_effects_block(path: str | Path | None) -> dict | None:
+    """The sweep's effects table (results/sweeps/SWEEP-effects.csv) as the page shows it: which model,
+    each term with its share of the variance or its coefficient, p-value and verdict, and what the test
+    assumes; None without the file."""
+    if path is None:
+        return None
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    models = set(frame["model"].dropna()) - {""}
+    rows = [
+        {
+            "term": str(row["term"]),
+            "share": "" if missing(row["share_of_variance"]) else f"{100 * float(row['share_of_variance']):.0f} %",
+            "effect": "" if missing(row["coefficient"]) else
+            f"{float(row['coefficient']):+.3f} [{float(row['ci_low']):+.3f}, {float(row['ci_high']):+.3f}]",
+            "p_value": "" if missing(row["p_value"]) else format_p(float(row["p_value"])).removeprefix("p ").lstrip("= "),
+            "verdict": str(row["verdict"]),
+        }
+        for _, row in frame.iterrows()
+    ]
+    return {
+        "anova": effects.ANOVA in models,
+        "model": effects.model_description(models),
+        "rows": rows,
+        "assumption": effects.ASSUMPTION,
+    }
 
 
 def verdict_class(row: pd.Series) -> str:

@@ -199,14 +199,20 @@ def sweep_effects(table: pd.DataFrame, spec: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def model_description(models: set[str]) -> str:
+    """What was fitted, from the model column's values."""
+    if ANOVA in models:
+        return "analysis of variance of its finished runs' test accuracy"
+    if LINEAR in models:
+        return "linear model of its finished runs' test accuracy, 95 % intervals of each coefficient"
+    return "no model: fewer than two values in every varied field"
+
+
 def effects_sentences(frame: pd.DataFrame) -> list[str]:
     """One sentence per sweep: which model, then each term's verdict (the residual and left-out fields last)."""
     sentences = []
     for sweep, rows in frame.groupby("sweep", sort=False):
-        models = set(rows["model"]) - {""}
-        what = ("analysis of variance of its finished runs' test accuracy" if ANOVA in models
-                else "linear model of its finished runs' test accuracy, 95 % intervals of each coefficient"
-                if LINEAR in models else "no model: fewer than two values in every varied field")
+        what = model_description(set(rows["model"]))
         verdicts = [str(verdict) for verdict in rows["verdict"]]
         sentences.append(f"{sweep} ({what}): " + "; ".join(verdicts) + ".")
     return sentences
