@@ -10,6 +10,9 @@ from mnist3d import codebase
 from mnist3d.codebase import code_digest
 from mnist3d.runid import NAME_PATTERN, RUN_ID, run_id
 from mnist3d.config.runs import RunConfigError, load_runs
+from mnist3d.config.halving import plans as halving_plans
+from mnist3d.config.yamlfile import read_yaml
+from mnist3d.results.halving import outcome as halving_outcome, read_decision
 from mnist3d.report.figures import caption_path as figure_caption, label as figure_label
 from mnist3d.training.server import TRAINED_BY
 
@@ -23,8 +26,18 @@ try:
         SCHEMAS / "models.schema.yaml",
         max_runs=config["max_runs"],
     )
+    HALVING = halving_plans(
+        read_yaml(config["models"]).get("sweeps"),
+        RUNS,
+        config["models"],
+        RunConfigError,
+    )
 except RunConfigError as error:
     raise WorkflowError(str(error)) from None
+HALVING_OF_ENTRY = {entry: plan for plan in HALVING.values() for entry in plan.entries}
+# What `snakemake -n` cannot list yet: the jobs of rungs that are still to be decided.
+for _plan in HALVING.values():
+    print(_plan.summary(), file=sys.stderr)
 RUNS_BY_ID = {run.id: run for run in RUNS}
 REPLICATED_ENTRIES = sorted({run.entry for run in RUNS if run.replicate > 1})
 # Entries expanded from sweeps, and per sweep what the figures and the report need: its varied
@@ -135,3 +148,103 @@ def classify_file(wildcards):
             "(an HDF5 file with an N x 4096 or N x 16 x 16 x 16 dataset such as X_test)"
         )
     return path
+
+
+def halving_plan(entry):
+    plan = HALVING_OF_ENTRY.get(entry)
+    if plan is None:
+        raise WorkflowError(
+            f"{entry} is no combination of a halving sweep of {config['models']}"
+        )
+    return plan
+
+
+def halving_plan_param(wildcards):
+    return HALVING[wildcards.sweep].as_param()
+
+
+def rung_state(entry, replicate, epoch):
+    """The rung job's outputs for one run at one rung epoch (rules/halving.smk)."""
+    names = rules.train_to_epoch.output.keys()
+    return {
+        name: getattr(rules.train_to_epoch.output, name).format(
+            entry=entry, replicate=replicate, epoch=epoch
+        )
+        for name in names
+    }
+
+
+def rung_state_pattern(wildcards):
+    """A run's rung states with the epoch left open: a run trained straight through goes on from the
+    furthest one a halving sweep of the same run left (checked against its parameters and code).
+    """
+    return rung_state(wildcards.entry, wildcards.replicate, "{epoch}")
+
+
+def previous_rung_state(wildcards):
+    """A rung job goes on from the run's state at the rung before (none for the first rung)."""
+    plan = halving_plan(wildcards.entry)
+    try:
+        previous = plan.previous_epoch(int(wildcards.epoch))
+    except ValueError as error:
+        raise WorkflowError(str(error)) from None
+    if previous is None:
+        return {}
+    state = rung_state(wildcards.entry, wildcards.replicate, previous)
+    return {"resume_from": state["state"], "resume_record": state["record"]}
+
+
+def decision_file(sweep, rung):
+    """Rung `rung`'s decision, once made: reading it is what makes the next rung's jobs known."""
+    return checkpoints.halving_decision.get(sweep=sweep, rung=rung).output[0]
+
+
+def alive_inputs(wildcards):
+    """A decision's inputs: the rung records of the combinations the previous decision kept (all
+    combinations at rung 1), and that decision."""
+    plan = HALVING[wildcards.sweep]
+    rung = int(wildcards.rung)
+    if rung not in plan.decisions:
+        raise WorkflowError(
+            f"halving sweep '{plan.sweep}' has decisions after rungs {list(plan.decisions)}, not {rung}"
+        )
+    inputs, alive = {}, plan.entries
+    if rung > 1:
+        inputs["previous"] = decision_file(plan.sweep, rung - 1)
+        alive = read_decision(inputs["previous"])["kept"]
+    inputs["records"] = [
+        rung_state(entry, replicate, plan.rungs[rung - 1])["record"]
+        for entry in alive
+        for replicate in range(1, plan.replicates + 1)
+    ]
+    return inputs
+
+
+def halving_inputs(wildcards):
+    """A halving run's own job evaluates its last rung state: where the decisions stopped it, or
+    the full epochs. The decision it read is `ancient`: a re-decision that changes nothing for this
+    run (another combination added) does not re-evaluate it; one that does changes its state.
+    """
+    plan = HALVING_OF_ENTRY.get(wildcards.entry)
+    if plan is None:
+        return {}
+    for rung in plan.decisions:
+        decision = decision_file(plan.sweep, rung)
+        epoch, stopping = halving_outcome(wildcards.entry, [read_decision(decision)])
+        if stopping is not None:
+            break
+    state = rung_state(wildcards.entry, wildcards.replicate, epoch or plan.epochs)
+    return {
+        "resume_from": state["state"],
+        "resume_record": state["record"],
+        "decision": ancient(decision),
+    }
+
+
+def halving_decision_files(wildcards):
+    """Every decision of every halving sweep, for the report (each known once the one before is made)."""
+    return [
+        decision_file(plan.sweep, rung)
+        for plan in HALVING.values()
+        for rung in plan.decisions
+    ]

@@ -1,6 +1,8 @@
 rule train:
     input:
         PREPARED,
+        # A halving sweep's run: its last rung state and the decision that ended it (rules/halving.smk).
+        unpack(halving_inputs),
     output:
         model=f"{RUN_DIR}/model.keras",
         history=f"{RUN_DIR}/history.csv",
@@ -18,5 +20,6 @@ rule train:
     params:
         run=run_params,
         training_code=TRAINING_CODE,
+        rung_states=rung_state_pattern,
     script:
         "../scripts/train_run.py"

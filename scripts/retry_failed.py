@@ -8,6 +8,11 @@ Snakemake trains them again (from their checkpoints, when they had finished epoc
 depends on them (tables, plots, report). Failed runs no longer in the models file are left alone
 (Snakemake would refuse to plan them). Options go to Snakemake as they are, e.g. `--cores 4`,
 `-n` for a dry run, `--configfile config/test/config.yaml`.
+
+In a halving sweep a run can also fail in a rung job (its results/halving/ENTRY/repK/epoch-E/rung.json
+says "failed"): that rung job is forced too, so the run trains again from there, and the decisions
+after it are made again. A run that a decision stopped ("status": "stopped") did not fail: it is
+left alone.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from pathlib import Path
 from mnist3d.runid import RUN_ID, parse_run_id
 
 RUNS = Path("results/runs")
+RUNG_STATES = Path("results/halving")
+# The rules whose outputs mark a failed run, and the file of each that says so.
+TRAINING_RULES = {"train": "/metrics.json", "train_to_epoch": "/rung.json"}
 
 
 def failed_runs(runs: Path = RUNS) -> list[Path]:
@@ -39,8 +47,22 @@ def failed_runs(runs: Path = RUNS) -> list[Path]:
     return failed
 
 
+def failed_rung_states(root: Path = RUNG_STATES) -> list[Path]:
+    """The rung.json of every halving rung job under `root` whose training failed, sorted."""
+    failed = []
+    for path in sorted(root.glob(f"{RUN_ID.format(entry='*', replicate='*')}/epoch-*/rung.json")):
+        try:
+            status = json.loads(path.read_text()).get("status")
+        except (OSError, ValueError):
+            continue
+        if status == "failed":
+            failed.append(path)
+    return failed
+
+
 def workflow_metrics(options: list[str]) -> set[Path]:
-    """The metrics.json files of the training runs in the workflow that `options` describe."""
+    """The metrics.json (and halving rung.json) files of the training jobs in the workflow that `options`
+    describe."""
     result = subprocess.run([sys.executable, "-m", "snakemake", *options, "--summary"],
                             capture_output=True, text=True)
     if result.returncode != 0:
@@ -49,7 +71,7 @@ def workflow_metrics(options: list[str]) -> set[Path]:
     files = set()
     for line in result.stdout.splitlines():
         fields = line.split("\t")
-        if len(fields) > 2 and fields[2] == "train" and fields[0].endswith("/metrics.json"):
+        if len(fields) > 2 and fields[0].endswith(TRAINING_RULES.get(fields[2], "\0")):
             files.add(Path(fields[0]))
     return files
 
@@ -60,19 +82,25 @@ def command(options: list[str], failed: list[Path]) -> list[str]:
 
 
 def main(options: list[str]) -> int:
-    failed = failed_runs()
+    failed = failed_runs() + failed_rung_states()
     if failed:
         in_workflow = workflow_metrics(options)
         gone = [path for path in failed if path not in in_workflow]
         if gone:
-            print("left alone, not runs of the current models file: "
-                  + ", ".join(str(path.parent.relative_to(RUNS)) for path in gone))
+            print("left alone, not runs of the current models file: " + ", ".join(map(_name, gone)))
         failed = [path for path in failed if path in in_workflow]
     if not failed:
         print(f"no failed run of this workflow under {RUNS}: nothing to retry")
         return 0
-    print(f"retrying {len(failed)} failed run(s): " + ", ".join(str(path.parent.relative_to(RUNS)) for path in failed))
+    print(f"retrying {len(failed)} failed run(s): " + ", ".join(map(_name, failed)))
     return subprocess.call(command(options, failed))
+
+
+def _name(path: Path) -> str:
+    """A run's id, or for a rung job the run's id and its rung epoch."""
+    if path.name == "rung.json":
+        return f"{path.parent.parent.relative_to(RUNG_STATES)} at {path.parent.name}"
+    return str(path.parent.relative_to(RUNS))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ Decisions, and why:
   [low, high), rounded to 3 significant digits before use, so the name shows the value trained.
 - The number of runs (combinations x replicates, all sweeps together) is counted before any
   combination is built, so a grid of 10^20 combinations fails at once instead of hanging.
+- `halving:` (mnist3d.config.halving) changes how far each combination trains, not what it is: the
+  entries, their names and parameters are the same with it or without it.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ import random
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from mnist3d.config.halving import check_spec as check_halving
 from mnist3d.config.names import closest, entry_name, unknown_field, unsafe_reason, value_text
 
-SWEEP_KEYS = ("fixed", "replicates", "grid", "random")
+SWEEP_KEYS = ("fixed", "replicates", "grid", "random", "halving")
 RANDOM_KEYS = ("count", "seed", "parameters")
 DISTRIBUTIONS = ("uniform", "log_uniform")
 # `replicates` counts runs per combination; it is no parameter of a run, so it cannot vary.
@@ -281,7 +284,8 @@ def _parse(sweep: _Sweep, spec, known, field_types):
     if reason := unsafe_reason(sweep.name):
         raise sweep.error(f"a sweep's name is part of run names: {reason}")
     if not isinstance(spec, dict):
-        raise sweep.error(f"must be a mapping with grid or random (and optional fixed, replicates), not {spec!r}")
+        raise sweep.error(f"must be a mapping with grid or random (and optional fixed, replicates, halving), "
+                          f"not {spec!r}")
     for key in spec:
         if key not in SWEEP_KEYS:
             close = closest(str(key), SWEEP_KEYS)
@@ -291,6 +295,8 @@ def _parse(sweep: _Sweep, spec, known, field_types):
         raise sweep.error("needs exactly one of grid (every combination) or random (a seeded sample)",
                           key="grid/random")
     fixed = _check_fixed(sweep, spec, known)
+    if "halving" in spec:  # the rest (epochs, early stopping) once the runs are resolved: config.halving.plans
+        check_halving(spec["halving"], sweep.error)
     if "grid" in spec:
         grid = spec["grid"]
         if not isinstance(grid, dict) or not grid:

@@ -94,12 +94,19 @@ def _arrays(data, prefix: str, count: int) -> list[np.ndarray]:
     return [data[f"{prefix}{index}"] for index in range(count)]
 
 
-def load(directory: Path, params: dict, training_code: str, log) -> Checkpoint | None:
-    """The run's checkpoint when there is one it may resume; one it may not is deleted, saying why."""
+def load(directory: Path, params: dict, training_code: str, log, keep: bool = False,
+         file: str = FILE) -> Checkpoint | None:
+    """The run's checkpoint when there is one it may resume; one it may not is deleted, saying why.
+
+    `keep`: a file that is another job's output (a halving rung's state) is only read, never deleted."""
     directory = Path(directory)
-    for leftover in directory.glob(f".{Path(FILE).stem}.*"):
-        leftover.unlink()  # a write cut short by a kill
-    path = directory / FILE
+    if not keep:
+        for leftover in directory.glob(f".{Path(FILE).stem}.*"):
+            leftover.unlink()  # a write cut short by a kill
+    return _read(directory / file, params, training_code, log, keep)
+
+
+def _read(path: Path, params: dict, training_code: str, log, keep: bool) -> Checkpoint | None:
     if not path.exists():
         return None
     try:
@@ -119,8 +126,9 @@ def load(directory: Path, params: dict, training_code: str, log) -> Checkpoint |
     except Exception as error:  # noqa: BLE001 (whatever is wrong with it, training starts over)
         reason = f"it cannot be read ({type(error).__name__}: {error})"
     if reason is not None:
-        log(f"discarding checkpoint {path}: {reason}; training starts from epoch 1")
-        path.unlink()
+        log(f"{'not resuming' if keep else 'discarding'} checkpoint {path}: {reason}; training starts from epoch 1")
+        if not keep:
+            path.unlink()
         return None
     return checkpoint
 

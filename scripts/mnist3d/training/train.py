@@ -4,6 +4,12 @@ A run trains with the optimizer, schedule and loss of its training levers (mnist
 resumes from its checkpoint (mnist3d.training.checkpoint) and saves its model with stock Keras layers only
 (mnist3d.training.model.stock_copy), so plain Keras loads it.
 
+In a halving sweep (mnist3d.config.halving) a run trains in steps: a rung job trains it on from its
+previous rung's state to the rung's epoch and leaves the state there (RunPaths.rung_checkpoint,
+mnist3d.results.rungs), and the run's own job evaluates its last state, marking a run that a
+decision stopped (Run.stopped). The schedule always spans the run's full `epochs`, so a run that
+reaches the last rung is exactly the run trained straight through.
+
 TensorFlow is imported inside the functions: this module is importable where only NumPy is.
 """
 
@@ -22,6 +28,7 @@ from mnist3d.data import prepare
 from mnist3d.grid import CLASSES
 from mnist3d.results.confusion import evaluation_metrics
 from mnist3d.results.runfiles import write_history, write_metrics, write_predictions
+from mnist3d.results.rungs import read_rung_record, rung_record, write_rung_record
 from mnist3d.runid import run_id
 from mnist3d.training import checkpoint
 
@@ -30,11 +37,15 @@ EVALUATION_BATCH = 512
 
 @dataclass(frozen=True)
 class Run:
-    """What to train: replicate `replicate` of entry `entry`, with its canonical parameters."""
+    """What to train: replicate `replicate` of entry `entry`, with its canonical parameters; in a halving
+    sweep only up to epoch `until_epoch` (None: all its epochs), and `stopped` says why a decision
+    stopped it there (None: it was not stopped)."""
 
     entry: str
     replicate: int
     params: dict
+    until_epoch: int | None = None
+    stopped: str | None = None
 
     @property
     def id(self) -> str:
@@ -44,18 +55,27 @@ class Run:
 @dataclass(frozen=True)
 class RunPaths:
     """The run's input (the prepared data), its four outputs, and its checkpoint directory (outside
-    the outputs, which Snakemake deletes when a job does not finish; None: beside the outputs)."""
+    the outputs, which Snakemake deletes when a job does not finish; None: beside the outputs).
+
+    Halving: `resume_from` and `resume_record` are the checkpoint and record of the rung state the run
+    goes on from when its own checkpoint does not take it further; a rung job has the three `rung_`
+    files as its outputs instead of the four (mnist3d.results.rungs), and is not evaluated."""
 
     prepared: Path
-    model: Path
-    history: Path
-    predictions: Path
-    metrics: Path
+    model: Path | None
+    history: Path | None
+    predictions: Path | None
+    metrics: Path | None
     checkpoint_dir: Path | None = None
+    resume_from: Path | None = None
+    resume_record: Path | None = None
+    rung_checkpoint: Path | None = None
+    rung_history: Path | None = None
+    rung_record: Path | None = None
 
     @property
     def checkpoints(self) -> Path:
-        return Path(self.checkpoint_dir or self.model.parent / "checkpoint")
+        return Path(self.checkpoint_dir or (self.model or self.rung_checkpoint).parent / "checkpoint")
 
     @classmethod
     def in_directory(cls, prepared: Path, directory: Path, checkpoint_dir: Path | None = None) -> RunPaths:
@@ -154,10 +174,12 @@ def train_run(run: Run, paths: RunPaths, environment: TrainingEnvironment, log=p
     from mnist3d.training import optimizers, pipeline
 
     params = run.params
+    until = run.until_epoch or params["epochs"]
     pipeline.configure_tensorflow(threads=environment.threads, seed=params["seed"])
     data = prepare.load(paths.prepared)
     metrics = {
-        "run": run.id, "entry": run.entry, "replicate": int(run.replicate), "status": "ok", "error": None,
+        "run": run.id, "entry": run.entry, "replicate": int(run.replicate),
+        "status": "stopped" if run.stopped else "ok", "error": None, **({"stopped": run.stopped} if run.stopped else {}),
         "params": params, "seed": params["seed"], "dataset": str(data["source"]),
         "gpu_slot": environment.gpu_slot, **device_and_versions(),
     }
@@ -166,11 +188,13 @@ def train_run(run: Run, paths: RunPaths, environment: TrainingEnvironment, log=p
     checkpoint_dir = paths.checkpoints
     training_code = environment.training_code
     steps_per_epoch = pipeline.steps_per_epoch(len(data["y_train"]), params["batch_size"])
-    resumed = checkpoint.load(checkpoint_dir, params, training_code, log)
+    resumed, state_error = _resume_point(paths, params, training_code, until, log)
     history = run_callbacks.HistoryLogger(checkpoint_dir / "history.csv", resumed.rows if resumed else [], log,
                                           params["epochs"], steps_per_epoch)
     network = None
     try:
+        if state_error is not None:
+            raise RuntimeError(state_error)
         network = model_lib.build_model(params, params["implementation"])
         compile_model(network, params, steps_per_epoch)
         metrics["parameter_count"] = int(network.count_params())
@@ -179,23 +203,25 @@ def train_run(run: Run, paths: RunPaths, environment: TrainingEnvironment, log=p
         first_epoch = 0
         if resumed is not None:
             # A run stopped early resumes with no epoch left: fit then only restores the best weights.
-            first_epoch = params["epochs"] if resumed.stopped else resumed.epoch
+            first_epoch = until if resumed.stopped else resumed.epoch
             log(f"resumed from epoch {resumed.epoch} of {params['epochs']} ({resumed.path})")
         callbacks, early_stopping, plateau = make_callbacks(params, history)
         callbacks.append(run_callbacks.EpochCheckpoint(
             checkpoint_dir, params, training_code, history, early_stopping, plateau, resumed))
         train_data = pipeline.make_training_dataset(
             data["x_train"], data["y_train"], params["batch_size"], seed=params["seed"],
-            first_epoch=first_epoch, epochs=params["epochs"], augment=_augmentation(params),
+            first_epoch=first_epoch, epochs=until, augment=_augmentation(params),
         )
         validation_data = pipeline.make_dataset(
             data["x_val"], data["y_val"], EVALUATION_BATCH, shuffle=False, seed=params["seed"]
         )
-        network.fit(train_data, validation_data=validation_data, epochs=params["epochs"],
+        network.fit(train_data, validation_data=validation_data, epochs=until,
                     initial_epoch=first_epoch, steps_per_epoch=steps_per_epoch,
                     callbacks=callbacks, shuffle=False, verbose=0)
         if not history.rows or not np.isfinite(history.rows[-1]["loss"]):
             raise FloatingPointError("the training loss became NaN or infinite; try a lower learning_rate")
+        if paths.rung_record is not None:
+            return _write_rung(run, paths, history, until, log)
         # Evaluate the model that is saved, built from stock layers, so that what a user loads from
         # model.keras predicts exactly what predictions.npz records.
         stock = model_lib.stock_copy(network, params)
@@ -215,6 +241,8 @@ def train_run(run: Run, paths: RunPaths, environment: TrainingEnvironment, log=p
     except Exception as error:
         if environment.record_failure and environment.retries_left <= 0:
             log(f"run {run.id} FAILED:\n{traceback.format_exc()}")
+            if paths.rung_record is not None:
+                return _write_rung(run, paths, history, until, log, error=f"{type(error).__name__}: {error}")
             _write_failure(paths, metrics, history, network, error, log)
             return metrics
         if environment.record_failure:
@@ -236,8 +264,44 @@ def train_run(run: Run, paths: RunPaths, environment: TrainingEnvironment, log=p
     write_metrics(paths.metrics, metrics)
     checkpoint.remove(checkpoint_dir)
     log(f"run {run.id}: test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs_run']} epochs "
-        f"in {metrics['training_seconds']:.0f} s ({metrics['samples_per_second']:.0f} samples/s)")
+        f"in {metrics['training_seconds']:.0f} s ({metrics['samples_per_second']:.0f} samples/s)"
+        + (f", {run.stopped}" if run.stopped else ""))
     return metrics
+
+
+def _resume_point(paths: RunPaths, params: dict, training_code: str, until: int, log):
+    """(checkpoint to go on from or None, why the run cannot go on or None).
+
+    The run's own checkpoint (a job cut off) unless it is past epoch `until`; else the rung state in
+    `paths.resume_from`, read but never deleted (it is another job's output)."""
+    resumed = checkpoint.load(paths.checkpoints, params, training_code, log)
+    if resumed is not None and resumed.epoch > until:
+        log(f"not resuming {resumed.path}: it is at epoch {resumed.epoch}, past epoch {until} where this job stops")
+        resumed = None
+    if resumed is not None or paths.resume_from is None:
+        return resumed, None
+    record = read_rung_record(paths.resume_record)
+    if record["status"] != "ok":
+        return None, f"its training failed at rung epoch {record['epoch']}: {record['error']}"
+    state = Path(paths.resume_from)
+    return checkpoint.load(state.parent, params, training_code, log, keep=True, file=state.name), None
+
+
+def _write_rung(run: Run, paths: RunPaths, history, until: int, log, error: str | None = None) -> dict:
+    """A rung job's outputs: the run's checkpoint at epoch `until` (empty after a failure), its history and
+    its rung record; the checkpoint directory goes, the state now lives in the outputs."""
+    record = rung_record(run.id, run.entry, run.replicate, until, history.rows, error)
+    source = paths.checkpoints / checkpoint.FILE
+    with atomic_path(paths.rung_checkpoint) as temporary:
+        if record["status"] == "ok":
+            shutil.copyfile(source, temporary)
+    _copy_history(history, paths.rung_history)
+    write_rung_record(paths.rung_record, record)
+    if record["status"] == "ok":
+        checkpoint.remove(paths.checkpoints)
+        log(f"run {run.id}: at rung epoch {until}, val_accuracy {record['val_accuracy']:.4f}, "
+            f"val_loss {record['val_loss']:.4f}")
+    return record
 
 
 def _copy_history(history, path: Path) -> None:

@@ -1,0 +1,115 @@
+"""Successive halving against the full grid, on the same machine and data (issue 17, bench/README.md).
+
+Trains the sweep of a models file twice, each in its own copy of the workflow under --workdir: once
+as written (with `halving:`), once with the `halving:` line removed (every combination to the full
+epochs). Prints for each the epochs trained and the wall time of the `snakemake` that trained it,
+and whether halving's pick (the finished run with the best validation accuracy: no test data
+chooses) is the full grid's best entry or tied with it by the workflow's own verdicts
+(mnist3d.results.stats.standing on the full grid's results/metrics_by_entry.csv).
+
+  python3 bench/bench_halving.py                                  # config/models-halving.yaml: hours on 2 CPUs
+  python3 bench/bench_halving.py --models tiny.yaml --configfile config/test/config.yaml   # a check
+
+The data is generated once, in the first copy, and copied (timestamps kept) into the second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from mnist3d.results.metrics import read_entry_table  # noqa: E402
+from mnist3d.results.stats import standing  # noqa: E402
+
+PARTS = ("Snakefile", "rules", "scripts", "config", "profiles", "envs")
+HALVING_LINE = re.compile(r"^\s*halving:.*\n", re.M)
+
+
+def workflow_copy(directory: Path, models: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for part in PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, directory / part, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, directory / part)
+    (directory / "bench-models.yaml").write_text(models)
+    return directory
+
+
+def snakemake(workdir: Path, options: list[str], *targets: str) -> float:
+    """Seconds the command took."""
+    command = [sys.executable, "-m", "snakemake", *targets, *options, "--config", "models=bench-models.yaml"]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.exit(f"snakemake failed in {workdir}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def metrics_files(workdir: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted((workdir / "results" / "runs").glob("*/rep*/metrics.json"))]
+
+
+def history_epochs(path: Path) -> int:
+    return max(0, len(path.read_text().splitlines()) - 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=str(REPO / "config" / "models-halving.yaml"))
+    parser.add_argument("--configfile", default=None, help="e.g. config/test/config.yaml for a quick check")
+    parser.add_argument("--workdir", default="bench-halving", help="where the two copies go (replaced)")
+    parser.add_argument("--cores", default="2")
+    arguments = parser.parse_args()
+    text = Path(arguments.models).read_text()
+    if not HALVING_LINE.search(text):
+        sys.exit(f"{arguments.models} has no halving: line")
+    options = ["--cores", arguments.cores, *(["--configfile", arguments.configfile] if arguments.configfile else [])]
+    root = Path(arguments.workdir).resolve()
+    shutil.rmtree(root, ignore_errors=True)
+    full = workflow_copy(root / "full", HALVING_LINE.sub("", text))
+    halving = workflow_copy(root / "halving", text)
+
+    snakemake(full, options, "results/data/prepared.npz")
+    shutil.copytree(full / "results" / "data", halving / "results" / "data")
+    full_seconds = snakemake(full, options, "results/metrics_by_entry.csv")
+    # The halving copy's runs: each `train` job of a sweep entry, by way of its rungs and decisions.
+    runs = [f"results/runs/{path.parent.name}/{path.name}/metrics.json"
+            for path in sorted((full / "results" / "runs").glob("*/rep*"))]
+    halving_seconds = snakemake(halving, options, *runs)
+
+    full_epochs = sum(history_epochs(path) for path in (full / "results" / "runs").glob("*/rep*/history.csv"))
+    halving_epochs = sum(history_epochs(path) for path in (halving / "results" / "runs").glob("*/rep*/history.csv"))
+    finished = [metrics for metrics in metrics_files(halving) if metrics["status"] == "ok"]
+
+    def final_val_accuracy(metrics: dict) -> float:
+        lines = (halving / "results" / "runs" / metrics["run"] / "history.csv").read_text().splitlines()
+        header, last = lines[0].split(","), lines[-1].split(",")
+        return float(last[header.index("val_accuracy")])
+
+    pick = max(finished, key=lambda metrics: (final_val_accuracy(metrics), metrics["entry"]))["entry"]
+    facts = standing(read_entry_table(full / "results" / "metrics_by_entry.csv"))
+    tied = [row["entry"] for row in facts["tied"]]
+    verdict = "the full grid's best" if pick == facts["best_entry"] else (
+        "tied with the full grid's best" if pick in tied else "NOT tied with the full grid's best")
+    print(f"full grid: {len(metrics_files(full))} runs, {full_epochs} epochs, {full_seconds / 60:.1f} min")
+    print(f"halving:   {len(metrics_files(halving))} runs ({len(finished)} finished), {halving_epochs} epochs "
+          f"({halving_epochs / full_epochs:.0%} of the full grid's), {halving_seconds / 60:.1f} min "
+          f"({halving_seconds / full_seconds:.0%})")
+    print(f"full grid's best: {facts['best_entry']} ({facts['best_mean']:.4f}); "
+          f"tied with it: {', '.join(tied) or 'none'}")
+    print(f"halving's pick (best validation accuracy among finished runs): {pick}: {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Successive halving's decisions: which combinations of a sweep go on after a rung, and why.
+
+A decision (results/sweeps/SWEEP/rung-K.json, one per rung but the last) is a pure function of the
+plan and the rung records of the combinations alive at rung K (mnist3d.results.rungs): the same
+records give the same file, whatever order the runs finished in.
+
+Decisions, and why:
+- The measure is the validation accuracy at exactly the rung's epoch, the mean over a combination's
+  finished replicates; never a test measure (the test set is for the final evaluation only).
+- Ties go to the lower validation loss, then to the name; a combination none of whose replicates
+  finished counts last and never goes on (it would only fail again at the next rung).
+- The best ceil(n / eta) of the n alive go on (mnist3d.config.halving.keep_count); each
+  combination's line says its rank, its measure, the cut-off and why it was kept or stopped, so a
+  person can check the decision without reading code.
+
+Standard library only; read by the Snakefile (input functions), the decision job and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from mnist3d.atomic import write_json
+from mnist3d.results.rungs import read_rung_record
+
+MEASURE = "val_accuracy"
+
+
+def _mean(values: list[float]) -> float | None:
+    return math.fsum(values) / len(values) if values else None
+
+
+def combination_measures(alive: list[str], records: list[dict]) -> list[dict]:
+    """Per alive combination: its replicates, how many finished, the mean measures of those, their errors."""
+    rows = []
+    for entry in alive:
+        own = sorted((record for record in records if record["entry"] == entry), key=lambda record: record["replicate"])
+        finished = [record for record in own if record["status"] == "ok"]
+        rows.append({
+            "entry": entry, "replicates": len(own), "finished": len(finished),
+            MEASURE: _mean([record[MEASURE] for record in finished]),
+            "val_loss": _mean([record["val_loss"] for record in finished]),
+            "errors": [f"{record['run']}: {record['error']}" for record in own if record["status"] != "ok"],
+        })
+    return rows
+
+
+def _rank_key(row: dict):
+    failed = row[MEASURE] is None
+    return (failed, 0.0 if failed else -row[MEASURE], 0.0 if failed else row["val_loss"], row["entry"])
+
+
+def _reason(row: dict, rank: int, alive: int, keep: int, cutoff: dict | None, plan: dict, epoch: int) -> str:
+    where = f"rank {rank} of {alive}"
+    if row[MEASURE] is None:
+        return f"{where}: no replicate finished epoch {epoch} ({'; '.join(row['errors'])}); a failed run counts last"
+    text = f"{where}, {MEASURE} {row[MEASURE]:.4f}"
+    if row["verdict"] == "kept":
+        return f"{text}: among the best {keep} (ceil({alive} / {plan['eta']}))"
+    if cutoff is None:
+        return f"{text}: no combination goes on"
+    if row[MEASURE] < cutoff[MEASURE]:
+        return f"{text}: below the cut-off {cutoff[MEASURE]:.4f} ({cutoff['entry']}, rank {keep})"
+    if row["val_loss"] > cutoff["val_loss"]:
+        return (f"{text} ties the cut-off ({cutoff['entry']}, rank {keep}); its val_loss {row['val_loss']:.4f} is "
+                f"higher than {cutoff['val_loss']:.4f}")
+    return f"{text} and val_loss tie the cut-off ({cutoff['entry']}, rank {keep}); the name decides"
+
+
+def decide(plan: dict, rung: int, alive: list[str], records: list[dict]) -> dict:
+    """The decision after rung `rung` (from 1) of the halving sweep `plan`
+    (mnist3d.config.halving.HalvingPlan.as_param) among the `alive` combinations, from their records."""
+    epoch, rungs = plan["rungs"][rung - 1], len(plan["rungs"])
+    wrong = sorted({record["epoch"] for record in records} - {epoch})
+    if wrong:
+        raise ValueError(f"rung {rung} of sweep '{plan['sweep']}' is at epoch {epoch}, but records are at {wrong}")
+    rows = sorted(combination_measures(sorted(alive), records), key=_rank_key)
+    keep = math.ceil(len(rows) / plan["eta"])
+    kept = [row for row in rows if row[MEASURE] is not None][:keep]
+    kept_entries = {row["entry"] for row in kept}
+    for row in rows:
+        row["verdict"] = "kept" if row["entry"] in kept_entries else "stopped"
+    cutoff = kept[-1] if kept else None
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+        row["reason"] = _reason(row, rank, len(rows), keep, cutoff, plan, epoch)
+    return {
+        "sweep": plan["sweep"], "rung": rung, "rungs": rungs, "epoch": epoch, "next_epoch": plan["rungs"][rung],
+        "eta": plan["eta"], "measure": f"{MEASURE} at epoch {epoch}, mean over finished replicates",
+        "alive": len(rows), "keep": keep,
+        "cutoff": None if cutoff is None else {key: cutoff[key] for key in ("entry", MEASURE, "val_loss")},
+        "kept": [row["entry"] for row in kept],
+        "stopped": [row["entry"] for row in rows if row["verdict"] == "stopped"],
+        "combinations": [{key: row[key] for key in ("rank", "entry", "verdict", "reason", MEASURE, "val_loss",
+                                                    "replicates", "finished", "errors")} for row in rows],
+    }
+
+
+def decide_files(plan: dict, rung: int, records: list[str], previous: str | None = None) -> dict:
+    """`decide` on the rung records in the files `records`, among the combinations that the decision in
+    `previous` kept (every combination of the plan at rung 1, where there is none)."""
+    alive = plan["entries"] if previous is None else read_decision(previous)["kept"]
+    return decide(plan, rung, alive, [read_rung_record(path) for path in records])
+
+
+def write_decision(path: str | Path, decision: dict) -> None:
+    write_json(path, decision)
+
+
+def read_decision(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def outcome(entry: str, decisions: list[dict]) -> tuple[int | None, dict | None]:
+    """(epoch where `entry` stops, the decision that stopped it) from the decisions so far, in rung order;
+    (None, None) while it is still going on, i.e. it was kept by every decision given."""
+    for decision in decisions:
+        if entry in decision["stopped"]:
+            return decision["epoch"], decision
+        if entry not in decision["kept"]:
+            raise ValueError(f"{entry} is not among the combinations of rung {decision['rung']} of sweep "
+                             f"'{decision['sweep']}'")
+    return None, None
+
+
+def read_sweep_decisions(directory: str | Path) -> list[dict]:
+    """Every decision of one sweep (results/sweeps/SWEEP/rung-K.json), in rung order: what the report shows.
+
+    Each has `rung`, `epoch`, `alive`, `keep`, `cutoff`, `kept`, `stopped` and per combination a line
+    (`combinations`: rank, entry, verdict, reason, val_accuracy, val_loss, replicates, finished,
+    errors). No timings: the same records give the same file byte for byte; time spent is in each
+    run's rung records and history."""
+    paths = Path(directory).glob("rung-*.json")
+    return sorted((read_decision(path) for path in paths), key=lambda decision: decision["rung"])
+
+
+def sweep_summary(plan: dict, decisions: list[dict]) -> dict:
+    """What the report says of a halving sweep, from its plan and its decisions so far (in rung order):
+    the combinations that reached each rung, the epochs that trains, and the full grid's epochs."""
+    reached = [len(plan["entries"]), *(len(decision["kept"]) for decision in decisions)]
+    rungs, epochs, before = [], 0, 0
+    for rung, (count, epoch) in enumerate(zip(reached, plan["rungs"]), 1):
+        rungs.append({"rung": rung, "epoch": epoch, "combinations": count, "runs": count * plan["replicates"]})
+        epochs += count * plan["replicates"] * (epoch - before)
+        before = epoch
+    return {"sweep": plan["sweep"], "rungs": rungs, "epochs": epochs,
+            "full_grid_epochs": len(plan["entries"]) * plan["replicates"] * plan["epochs"]}
