@@ -5,6 +5,12 @@ from mnist3d.results.metrics import aggregate
 from mnist3d.results.stats import standing
 from mnist3d.steplog import rule_log
 
+
+def stopped_note(table) -> str:
+    stopped = int((table["status"] == "stopped").sum())
+    return f", {stopped} stopped by halving" if stopped else ""
+
+
 with rule_log(snakemake) as log:
     table, entries = aggregate(
         snakemake.input.metrics,
@@ -14,7 +20,7 @@ with rule_log(snakemake) as log:
         snakemake.output.entries,
         sweeps=snakemake.params.sweeps,
     )
-    log(f"{len(table)} runs, {int((table['status'] != 'ok').sum())} failed, {len(entries)} entries")
+    log(f"{len(table)} runs, {int((table['status'] == 'failed').sum())} failed{stopped_note(table)}, {len(entries)} entries")
     facts = standing(entries)
     if facts["best_entry"] is None:
         log("no run finished")

@@ -379,3 +379,19 @@ def test_adapter_reads_the_rules_inputs_and_params(tmp_path):
     assert metrics.read_entry_table(tmp_path / "metrics_by_entry.csv")["sweep"].tolist() == ["grid"]
     log = (tmp_path / "aggregate.log").read_text()
     assert "2 runs, 0 failed, 1 entries" in log and "best entry a (0.7575 mean test accuracy)" in log
+
+
+def test_a_run_stopped_by_halving_keeps_its_numbers_and_is_no_failure(tmp_path):
+    good = write_run(tmp_path, "good", 1)
+    stopped = write_run(tmp_path, "slow", 1, level=0.5)
+    record = json.loads((stopped / "metrics.json").read_text())
+    record.update(status="stopped", stopped="stopped at epoch 3 (rung 1 of 3)")
+    (stopped / "metrics.json").write_text(json.dumps(record))
+    table = table_of([good, stopped])
+    row = table.set_index("run").loc["slow/rep1"]
+    assert row["status"] == "stopped"
+    assert row["error"] == "stopped at epoch 3 (rung 1 of 3)"
+    assert row["test_accuracy"] == pytest.approx(record["test_accuracy"])
+    # Shown, never compared as if it had finished.
+    assert metrics.best_run(table) == "good/rep1"
+    assert list(metrics._finished(table)["run"]) == ["good/rep1"]

@@ -26,7 +26,7 @@ from mnist3d.plots.style import (
     styled,
 )
 from mnist3d.results.confusion import confusion_counts, per_class_accuracy, rotation_known, row_normalised
-from mnist3d.results.runfiles import read_history, read_metrics, read_prediction_arrays
+from mnist3d.results.runfiles import MEASURED_STATUSES, read_history, read_metrics, read_prediction_arrays
 
 # One run's figures are looked at one at a time and there are three per run: a lower resolution
 # keeps a 60-run report, with all 180 of them embedded, well under 10 MB.
@@ -145,7 +145,7 @@ def per_class_figure(y_true, y_pred, test_rotated, run: str) -> Figure:
 def run_figures(metrics: dict, history, predictions) -> dict[str, Figure]:
     """The per-run figures by name ('curves', 'confusion', 'per_class'); placeholders for a failed run."""
     run = metrics["run"]
-    if metrics.get("status") != "ok":
+    if metrics.get("status") not in MEASURED_STATUSES:  # a run stopped by halving is drawn as it stood
         error = metrics.get("error") or ""
         return {
             name: failed_figure(f"{run} failed: no {what}", error)

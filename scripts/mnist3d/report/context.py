@@ -245,7 +245,7 @@ def build_context(
         "failed": [
             {"run": run["run"], "anchor": anchors[run["run"]], "error": run.get("error") or "no error message recorded"}
             for run in runs
-            if run.get("status") != "ok"
+            if run.get("status") == "failed"
         ],
         "comparison": [
             {

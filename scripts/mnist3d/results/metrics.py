@@ -16,7 +16,7 @@ import pandas as pd
 
 from mnist3d.atomic import atomic_path
 from mnist3d.results import stats
-from mnist3d.results.runfiles import read_history, read_metrics, read_predictions
+from mnist3d.results.runfiles import MEASURED_STATUSES, read_history, read_metrics, read_predictions
 
 # The notebook's bar charts average its curves "with the first 5 values skipped by default".
 SKIPPED_EPOCHS = 5
@@ -114,7 +114,9 @@ def run_row(metrics: dict, history: pd.DataFrame, test_samples: int | None = Non
 
     `test_samples` is the size of the test set its accuracy was measured on (for its Wilson interval).
     """
-    ok = metrics.get("status") == "ok"
+    # A run a halving decision stopped has its numbers at the epoch it stopped; it is no failure, but
+    # never compared as if complete (`finished` keeps to "ok").
+    ok = metrics.get("status") in MEASURED_STATUSES
     params = dict(metrics.get("params") or {})
     row = {
         "run": metrics["run"],
@@ -122,7 +124,7 @@ def run_row(metrics: dict, history: pd.DataFrame, test_samples: int | None = Non
         "sweep": sweep,
         "replicate": int(metrics["replicate"]),
         "status": metrics.get("status", "failed"),
-        "error": metrics.get("error") or "",
+        "error": metrics.get("error") or metrics.get("stopped") or "",
         "seed": metrics.get("seed", params.get("seed")),
     }
     for key, value in flatten_params(params).items():
@@ -170,7 +172,7 @@ def _param_columns(rows: list[dict]) -> list[str]:
 
 
 def _test_samples(metrics: dict, predictions: dict[str, Predictions] | None) -> int | None:
-    if predictions is None or metrics.get("status") != "ok":
+    if predictions is None or metrics.get("status") not in MEASURED_STATUSES:
         return None
     samples = len(predictions[metrics["run"]][0])
     if samples == 0:

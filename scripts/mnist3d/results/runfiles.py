@@ -22,6 +22,8 @@ from mnist3d.atomic import atomic_path, write_json
 from mnist3d.grid import CLASSES
 
 # What Keras logs each epoch; the history adds the epoch (from 1), its wall time and its learning rate.
+# Runs with test numbers: finished, or stopped at a rung of a halving sweep ("stopped at epoch E ...").
+MEASURED_STATUSES = ("ok", "stopped")
 KERAS_MEASURES = ("loss", "accuracy", "val_loss", "val_accuracy")
 HISTORY_COLUMNS = ("epoch", *KERAS_MEASURES, "seconds", "learning_rate")
 
