@@ -2,6 +2,9 @@
 # training job is untouched, and `tensorboard --logdir results/tensorboard` shows each run as ENTRY/repK.
 
 TENSORBOARD_RUN_DIR = f"results/tensorboard/{RUN_ID}"
+# The file, not its directory, is the output, so that `snakemake --touch` can stand it in; its name is
+# mnist3d.results.tensorboard.EVENT_FILE (the adapter checks).
+TENSORBOARD_EVENT_FILE = "events.out.tfevents.0.mnist3d"
 
 
 rule tensorboard:
@@ -10,7 +13,7 @@ rule tensorboard:
         history=f"{RUN_DIR}/history.csv",
         code=code_files("mnist3d.results.tensorboard"),
     output:
-        directory(TENSORBOARD_RUN_DIR),
+        f"{TENSORBOARD_RUN_DIR}/{TENSORBOARD_EVENT_FILE}",
     log:
         f"logs/tensorboard/{RUN_ID}.log",
     conda:
