@@ -39,9 +39,9 @@ def with_levers(params: dict) -> dict:
 
 def without_default_levers(params: dict) -> dict:
     """`params` without the levers that hold their default (the run's identity)."""
+    # The values are already in their schema types (runs.canonical), so equality is enough.
     return {name: value for name, value in params.items()
-            if name not in LEVER_DEFAULTS or value != LEVER_DEFAULTS[name]
-            or type(value) is not type(LEVER_DEFAULTS[name])}
+            if name not in LEVER_DEFAULTS or value != LEVER_DEFAULTS[name]}
 
 
 def implied_levers(params: dict) -> dict:
