@@ -9,13 +9,18 @@ chooses) is the full grid's best entry or tied with it by the workflow's own ver
 
   python3 bench/bench_halving.py                                  # config/models-halving.yaml: hours on 2 CPUs
   python3 bench/bench_halving.py --models tiny.yaml --configfile config/test/config.yaml   # a check
+  python3 bench/bench_halving.py --replay bench-halving/full/results --halving 2,3 --halving 1,2
 
+--replay decides other halving settings from a full grid's histories without training: a run that
+goes on from a rung is the run trained straight through (tests/test_halving_workflow.py), so each
+decision, the epochs it trains and the pick are exactly what that setting's sweep would give.
 The data is generated once, in the first copy, and copied (timestamps kept) into the second.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import shutil
@@ -27,6 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
+from mnist3d.config.halving import rung_epochs  # noqa: E402
+from mnist3d.results.halving import decide  # noqa: E402
 from mnist3d.results.metrics import read_entry_table  # noqa: E402
 from mnist3d.results.stats import standing  # noqa: E402
 
@@ -64,13 +71,67 @@ def history_epochs(path: Path) -> int:
     return max(0, len(path.read_text().splitlines()) - 1)
 
 
+def read_histories(results: Path) -> dict[str, list[dict]]:
+    """Each entry's (replicate 1's) history rows of a full grid's results/ folder."""
+    histories = {}
+    for path in sorted(results.glob("runs/*/rep1/history.csv")):
+        histories[path.parent.parent.name] = list(csv.DictReader(path.open()))
+    return histories
+
+
+def replay(histories: dict[str, list[dict]], min_epochs: int, eta: int) -> tuple[tuple[int, ...], int, str]:
+    """(rungs, epochs trained, pick) of successive halving decided on the full grid's histories."""
+    epochs = min(len(rows) for rows in histories.values())
+    rungs = rung_epochs(min_epochs, eta, epochs)
+    plan = {"sweep": "replay", "eta": eta, "rungs": list(rungs)}
+    alive, trained, before = sorted(histories), 0, 0
+    for rung, epoch in enumerate(rungs, 1):
+        trained += len(alive) * (epoch - before)
+        before = epoch
+        if rung == len(rungs):
+            break
+        records = [{"run": f"{entry}/rep1", "entry": entry, "replicate": 1, "epoch": epoch, "status": "ok",
+                    "error": None, "val_accuracy": float(histories[entry][epoch - 1]["val_accuracy"]),
+                    "val_loss": float(histories[entry][epoch - 1]["val_loss"])} for entry in alive]
+        alive = decide(plan, rung, alive, records)["kept"]
+    pick = max(alive, key=lambda entry: (float(histories[entry][-1]["val_accuracy"]), entry))
+    return rungs, trained, pick
+
+
+def verdict_of(pick: str, facts: dict) -> str:
+    tied = {row["entry"] for row in facts["tied"]}
+    return "the full grid's best" if pick == facts["best_entry"] else (
+        "tied with the full grid's best" if pick in tied else "NOT tied with the full grid's best")
+
+
+def print_replays(results: Path, settings: list[str]) -> None:
+    histories = read_histories(results)
+    table = read_entry_table(results / "metrics_by_entry.csv")
+    facts = standing(table)
+    full_epochs = sum(len(rows) for rows in histories.values())
+    test = dict(zip(table["entry"], table["test_accuracy_mean"]))
+    print(f"full grid: {len(histories)} runs, {full_epochs} epochs; best {facts['best_entry']} "
+          f"({facts['best_mean']:.4f})")
+    for setting in settings:
+        min_epochs, eta = (int(value) for value in setting.split(","))
+        rungs, trained, pick = replay(histories, min_epochs, eta)
+        print(f"min_epochs {min_epochs}, eta {eta}: rungs {', '.join(map(str, rungs))}; {trained} epochs "
+              f"({trained / full_epochs:.0%}); pick {pick} ({float(test[pick]):.4f}): {verdict_of(pick, facts)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=str(REPO / "config" / "models-halving.yaml"))
     parser.add_argument("--configfile", default=None, help="e.g. config/test/config.yaml for a quick check")
     parser.add_argument("--workdir", default="bench-halving", help="where the two copies go (replaced)")
     parser.add_argument("--cores", default="2")
+    parser.add_argument("--replay", type=Path, help="a full grid's results/ folder: decide other settings on it")
+    parser.add_argument("--halving", action="append", default=[], metavar="MIN_EPOCHS,ETA",
+                        help="with --replay: a setting to decide (repeatable)")
     arguments = parser.parse_args()
+    if arguments.replay:
+        print_replays(arguments.replay, arguments.halving or ["1,3"])
+        return
     text = Path(arguments.models).read_text()
     if not HALVING_LINE.search(text):
         sys.exit(f"{arguments.models} has no halving: line")
@@ -100,8 +161,7 @@ def main() -> None:
     pick = max(finished, key=lambda metrics: (final_val_accuracy(metrics), metrics["entry"]))["entry"]
     facts = standing(read_entry_table(full / "results" / "metrics_by_entry.csv"))
     tied = [row["entry"] for row in facts["tied"]]
-    verdict = "the full grid's best" if pick == facts["best_entry"] else (
-        "tied with the full grid's best" if pick in tied else "NOT tied with the full grid's best")
+    verdict = verdict_of(pick, facts)
     print(f"full grid: {len(metrics_files(full))} runs, {full_epochs} epochs, {full_seconds / 60:.1f} min")
     print(f"halving:   {len(metrics_files(halving))} runs ({len(finished)} finished), {halving_epochs} epochs "
           f"({halving_epochs / full_epochs:.0%} of the full grid's), {halving_seconds / 60:.1f} min "

@@ -159,8 +159,23 @@ def halving_plan(entry):
     return plan
 
 
+def halving_bracket(wildcards):
+    """The bracket a decision job decides in: `bracket` of bracket_decision, 1 for halving_decision."""
+    plan = HALVING[wildcards.sweep]
+    try:
+        return plan.bracket(int(wildcards.get("bracket", 1)))
+    except ValueError as error:
+        raise WorkflowError(str(error)) from None
+
+
 def halving_plan_param(wildcards):
+    """The whole plan of a halving sweep, every bracket included."""
     return HALVING[wildcards.sweep].as_param()
+
+
+def bracket_plan_param(wildcards):
+    """A decision's plan: its bracket's alone, so that adding brackets re-decides nothing in bracket 1."""
+    return HALVING[wildcards.sweep].bracket_param(halving_bracket(wildcards).number)
 
 
 def rung_state(entry, replicate, epoch):
@@ -194,26 +209,32 @@ def previous_rung_state(wildcards):
     return {"resume_from": state["state"], "resume_record": state["record"]}
 
 
-def decision_file(sweep, rung):
-    """Rung `rung`'s decision, once made: reading it is what makes the next rung's jobs known."""
-    return checkpoints.halving_decision.get(sweep=sweep, rung=rung).output[0]
+def decision_file(sweep, rung, bracket=1):
+    """Rung `rung`'s decision in bracket `bracket`, once made: reading it is what makes the next
+    rung's jobs known."""
+    if bracket == 1:
+        return checkpoints.halving_decision.get(sweep=sweep, rung=rung).output[0]
+    return checkpoints.bracket_decision.get(
+        sweep=sweep, bracket=bracket, rung=rung
+    ).output[0]
 
 
 def alive_inputs(wildcards):
-    """A decision's inputs: the rung records of the combinations the previous decision kept (all
-    combinations at rung 1), and that decision."""
-    plan = HALVING[wildcards.sweep]
+    """A decision's inputs: the rung records of the combinations the previous decision of its
+    bracket kept (all the bracket's combinations at rung 1), and that decision."""
+    plan, bracket = HALVING[wildcards.sweep], halving_bracket(wildcards)
     rung = int(wildcards.rung)
-    if rung not in plan.decisions:
+    if rung not in bracket.decisions:
         raise WorkflowError(
-            f"halving sweep '{plan.sweep}' has decisions after rungs {list(plan.decisions)}, not {rung}"
+            f"bracket {bracket.number} of halving sweep '{plan.sweep}' has decisions after rungs "
+            f"{list(bracket.decisions)}, not {rung}"
         )
-    inputs, alive = {}, plan.entries
+    inputs, alive = {}, bracket.entries
     if rung > 1:
-        inputs["previous"] = decision_file(plan.sweep, rung - 1)
+        inputs["previous"] = decision_file(plan.sweep, rung - 1, bracket.number)
         alive = read_decision(inputs["previous"])["kept"]
     inputs["records"] = [
-        rung_state(entry, replicate, plan.rungs[rung - 1])["record"]
+        rung_state(entry, replicate, bracket.rungs[rung - 1])["record"]
         for entry in alive
         for replicate in range(1, plan.replicates + 1)
     ]
@@ -221,19 +242,32 @@ def alive_inputs(wildcards):
 
 
 def halving_inputs(wildcards):
-    """A halving run's own job evaluates its last rung state: where the decisions stopped it, or
-    the full epochs. The decision it read is `ancient`: a re-decision that changes nothing for this
+    """A halving run's own job evaluates its last rung state: the full epochs when a bracket it is
+    in keeps it to the last rung, else the furthest epoch one of them took it to, with the decision
+    that stopped it there. That decision is `ancient`: a re-decision that changes nothing for this
     run (another combination added) does not re-evaluate it; one that does changes its state.
     """
-    plan = HALVING_OF_ENTRY.get(wildcards.entry)
+    entry = wildcards.entry
+    plan = HALVING_OF_ENTRY.get(entry)
     if plan is None:
         return {}
-    for rung in plan.decisions:
-        decision = decision_file(plan.sweep, rung)
-        epoch, stopping = halving_outcome(wildcards.entry, [read_decision(decision)])
-        if stopping is not None:
+    decisions = []
+    for bracket in plan.brackets_of(entry):
+        own = []
+        for rung in bracket.decisions:
+            own.append(read_decision(decision_file(plan.sweep, rung, bracket.number)))
+            if entry in own[-1]["stopped"]:
+                break
+        decisions += own
+        # This bracket takes it to the last rung: no other can take it further.
+        if halving_outcome(entry, own)[1] is None:
             break
-    state = rung_state(wildcards.entry, wildcards.replicate, epoch or plan.epochs)
+    epoch, stopping = halving_outcome(entry, decisions)
+    if stopping is None:
+        state = rung_state(entry, wildcards.replicate, plan.epochs)
+        return {"resume_from": state["state"], "resume_record": state["record"]}
+    state = rung_state(entry, wildcards.replicate, epoch)
+    decision = decision_file(plan.sweep, stopping["rung"], stopping.get("bracket", 1))
     return {
         "resume_from": state["state"],
         "resume_record": state["record"],
@@ -242,9 +276,11 @@ def halving_inputs(wildcards):
 
 
 def halving_decision_files(wildcards):
-    """Every decision of every halving sweep, for the report (each known once the one before is made)."""
+    """Every decision of every halving sweep and bracket, for the report (each known once the one
+    before it in its bracket is made)."""
     return [
-        decision_file(plan.sweep, rung)
+        decision_file(plan.sweep, rung, bracket.number)
         for plan in HALVING.values()
-        for rung in plan.decisions
+        for bracket in plan.brackets
+        for rung in bracket.decisions
     ]

@@ -2,6 +2,8 @@
 # and leaves its state there; after each rung but the last, a decision (a checkpoint: the jobs of the
 # next rung are known only once it is written) keeps the best 1/eta. The run's own `train` job then
 # evaluates its last state (rules/train.smk). States stay: a re-decision goes on from them.
+# Hyperband's brackets but the first decide in their own folder (bracket_decision); they share the
+# states, whose epochs are all rungs of bracket 1.
 
 RUNG_STATE_DIR = f"results/halving/{RUN_ID}/epoch-{{epoch}}"
 
@@ -9,12 +11,15 @@ RUNG_STATE_DIR = f"results/halving/{RUN_ID}/epoch-{{epoch}}"
 wildcard_constraints:
     epoch=r"\d+",
     rung=r"\d+",
+    # Bracket 1's decisions are rung-K.json beside the folders of the others.
+    bracket=r"[2-9]|[1-9]\d+",
     sweep=NAME_PATTERN,
 
 
 # Decisions read a few small files: no cluster job for them.
 localrules:
     halving_decision,
+    bracket_decision,
 
 
 rule train_to_epoch:
@@ -51,6 +56,22 @@ checkpoint halving_decision:
     conda:
         "../envs/plotting.yaml"
     params:
-        plan=halving_plan_param,
+        plan=bracket_plan_param,
+    script:
+        "../scripts/decide_rung.py"
+
+
+checkpoint bracket_decision:
+    input:
+        unpack(alive_inputs),
+        code=code_files("mnist3d.results.halving"),
+    output:
+        "results/sweeps/{sweep}/bracket-{bracket}/rung-{rung}.json",
+    log:
+        "logs/halving/{sweep}/bracket-{bracket}/rung-{rung}.log",
+    conda:
+        "../envs/plotting.yaml"
+    params:
+        plan=bracket_plan_param,
     script:
         "../scripts/decide_rung.py"

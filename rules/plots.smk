@@ -231,3 +231,38 @@ rule plot_sweep:
         sweep=lambda wildcards: SWEEPS[wildcards.sweep],
     script:
         "../scripts/plot_sweep.py"
+
+
+# The runs of a halving sweep over their epochs, with the rung cut-offs from its decisions.
+rule plot_halving:
+    input:
+        metrics=lambda wildcards: [
+            path
+            for entry in HALVING[wildcards.sweep].entries
+            for path in entry_run_files(entry, "metrics.json")
+        ],
+        histories=lambda wildcards: [
+            path
+            for entry in HALVING[wildcards.sweep].entries
+            for path in entry_run_files(entry, "history.csv")
+        ],
+        decisions=halving_decision_files,
+        code=code_files("mnist3d.plots.halving"),
+    output:
+        report(
+            "results/plots/sweeps/{sweep}-halving.png",
+            caption=figure_caption("sweep_halving"),
+            category="Sweeps",
+            labels={"sweep": "{sweep}"},
+        ),
+    log:
+        "logs/plot_halving/{sweep}.log",
+    wildcard_constraints:
+        sweep="|".join(re.escape(name) for name in HALVING) or "no-sweep",
+    conda:
+        "../envs/plotting.yaml"
+    params:
+        plan=halving_plan_param,
+        sweep=lambda wildcards: SWEEPS[wildcards.sweep],
+    script:
+        "../scripts/plot_halving.py"

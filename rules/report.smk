@@ -34,6 +34,10 @@ rule report:
         sweep_accuracy=expand(rules.plot_sweep.output.accuracy, sweep=list(SWEEPS)),
         sweep_parallel=expand(rules.plot_sweep.output.parallel, sweep=list(SWEEPS)),
         sweep_effects=expand(rules.sweep_effects.output[0], sweep=list(SWEEPS)),
+        sweep_halving=expand(rules.plot_halving.output[0], sweep=list(HALVING)),
+        # What the halving section reads besides the figures: the decisions, and each run's epochs.
+        decisions=halving_decision_files,
+        histories=run_files("history.csv"),
         code=code_files("mnist3d.report.render"),
     output:
         "results/report.html",
@@ -45,5 +49,6 @@ rule report:
         runs=[run.id for run in RUNS],
         replicated_entries=REPLICATED_ENTRIES,
         sweeps=list(SWEEPS.values()),
+        halving=[plan.as_param() for plan in HALVING.values()],
     script:
         "../scripts/render_report.py"

@@ -8,5 +8,6 @@ with rule_log(snakemake) as log:
     previous = inputs.previous if "previous" in inputs.keys() else None
     decision = decide_files(plan, rung, inputs.records, previous)
     write_decision(snakemake.output[0], decision)
-    log(f"sweep {plan['sweep']}, rung {rung} (epoch {decision['epoch']}): {len(decision['kept'])} of "
+    bracket = f", bracket {plan['bracket']}" if plan["bracket"] > 1 else ""
+    log(f"sweep {plan['sweep']}{bracket}, rung {rung} (epoch {decision['epoch']}): {len(decision['kept'])} of "
         f"{decision['alive']} go on to epoch {decision['next_epoch']}: {', '.join(decision['kept'])}")

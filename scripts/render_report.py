@@ -21,6 +21,7 @@ with rule_log(snakemake):
         sweeps=list(zip(params.sweeps, inputs.sweep_accuracy)),
         sweep_parallel={spec["name"]: path for spec, path in zip(params.sweeps, inputs.sweep_parallel)},
         sweep_effects={spec["name"]: path for spec, path in zip(params.sweeps, inputs.sweep_effects)},
+        halving={plan["sweep"]: path for plan, path in zip(params.halving, inputs.sweep_halving)},
     )
     write_report_from_files(
         snakemake.output[0],
@@ -30,4 +31,7 @@ with rule_log(snakemake):
         prepared_path=inputs.prepared,
         metrics_paths=inputs.metrics,
         images=images,
+        halving=params.halving,
+        decision_paths=inputs.decisions,
+        history_paths=inputs.histories,
     )

@@ -1,4 +1,5 @@
-"""Successive halving without training: the rung plan, hostile settings, the decisions and the retry rule."""
+"""Successive halving without training: the rung plan, Hyperband's brackets, hostile settings, the decisions,
+what a training job goes on from, and the retry rule."""
 
 import json
 import textwrap
@@ -6,11 +7,11 @@ import textwrap
 import pytest
 from conftest import REPO, TINY_DEFAULTS
 
-from mnist3d.config.halving import keep_count, plans, rung_epochs
+from mnist3d.config.halving import bracket_size, keep_count, plans, rung_epochs
 from mnist3d.config.runs import load_runs
 from mnist3d.config.yamlfile import RunConfigError, read_yaml
 from mnist3d.results.halving import decide, outcome, read_sweep_decisions, sweep_summary, write_decision
-from mnist3d.results.rungs import rung_record, stopped_text
+from mnist3d.results.rungs import rung_record, stop_of, stopped_text, training_job
 
 SCHEMAS = REPO / "config" / "schemas"
 SWEEP = """\
@@ -48,6 +49,48 @@ def test_the_plan_of_a_9_combination_sweep(tmp_path):
         plan.rung(5)
 
 
+def test_hyperband_brackets_start_a_rung_later_with_fewer_combinations(tmp_path):
+    found, _ = halving_plans(tmp_path, SWEEP.replace("eta: 3}", "eta: 3, brackets: 3}"))
+    plan, plain = found["h"], halving_plans(tmp_path, SWEEP)[0]["h"]
+    first, second, third = plan.brackets
+    assert (first.rungs, second.rungs, third.rungs) == ((3, 9, 27), (9, 27), (27,))
+    # n_b = ceil(G k_1 / (k_b eta^(b-1))): 9, ceil(27 / 6) = 5, ceil(27 / 9) = 3 (Li et al.'s 9:5:3).
+    assert [len(bracket.entries) for bracket in plan.brackets] == [9, 5, 3]
+    assert [bracket_size(27, 3, rungs, number, 3) for number, rungs in ((1, 3), (2, 2), (3, 1))] == [27, 14, 9]
+    assert bracket_size(2, 4, 1, 4, 2) == 1 and bracket_size(4, 2, 1, 2, 2) == 4  # at least 1, at most G
+    assert first.entries == plan.entries and set(second.entries) < set(plan.entries)
+    assert list(second.decisions) == [1] and list(third.decisions) == []
+    assert second.planned_counts(3) == [5, 2] and third.planned_counts(3) == [3]
+    assert all(plan.brackets_of(entry)[0] is first and plan.brackets_of(entry)[-1] is third for entry in third.entries)
+    # Not the first by name, which in a grid is parameter order.
+    assert second.entries != plan.entries[:5] and third.entries != plan.entries[:3]
+    # Bracket 1 is the plain halving sweep: its decisions' parameters do not see the other brackets.
+    assert plan.bracket_param(1) == plain.bracket_param(1)
+    assert plan.bracket_param(2)["rungs"] == [9, 27] and plan.bracket_param(2)["entries"] == list(second.entries)
+    assert [bracket["entries"] for bracket in plan.as_param()["brackets"]] == [list(b.entries) for b in plan.brackets]
+    assert plan.summary().startswith(
+        "halving sweep 'h': 9 combinations x 1 replicate, eta 3, 3 brackets (Hyperband); bracket 1 trains 9 to epoch 3, "
+        "3 to epoch 9, 1 to epoch 27; bracket 2 trains 5 to epoch 9, 2 to epoch 27; bracket 3 trains 3 to epoch 27. "
+        "Only each bracket's first rung is planned now")
+    assert "results/sweeps/h/bracket-B/rung-K.json" in plan.summary()
+    assert "bracket" not in plain.summary() and len(plain.brackets) == 1
+    with pytest.raises(ValueError, match="has brackets 1 to 3, not 4"):
+        plan.bracket(4)
+
+
+def test_a_bracket_keeps_its_combinations_when_one_is_added_or_the_grid_reordered(tmp_path):
+    spec = SWEEP.replace("eta: 3}", "eta: 3, brackets: 3}")
+    before = halving_plans(tmp_path, spec)[0]["h"]
+    reordered = halving_plans(tmp_path, spec.replace("[0.1, 0.2, 0.3]", "[0.3, 0.1, 0.2]"))[0]["h"]
+    assert reordered.brackets == before.brackets
+    after = halving_plans(tmp_path, spec.replace("dense: [4, 8, 16]", "dense: [4, 8, 16, 32]"))[0]["h"]
+    added = set(after.entries) - set(before.entries)
+    for old, new in zip(before.brackets[1:], after.brackets[1:]):
+        # Each chosen combination's place depends on its own name alone: only an added one takes one.
+        assert len(set(old.entries) - set(new.entries)) <= len(set(new.entries) & added), (old, new)
+        assert len(new.entries) >= len(old.entries)
+
+
 def test_halving_changes_no_run(tmp_path):
     with_halving = load_runs(*_written(tmp_path / "a.yaml", SWEEP), SCHEMAS / "models.schema.yaml")
     without = load_runs(*_written(tmp_path / "b.yaml", SWEEP.replace("    halving: {min_epochs: 3, eta: 3}\n", "")),
@@ -69,7 +112,10 @@ def _written(path, text):
         ("{eta: 3}", "key 'halving.min_epochs': missing"),
         ("{min_epochs: 3, etta: 3}", "key 'halving.etta': unknown key; halving has min_epochs, eta, brackets"),
         ("{min_epochs: 3, brackets: 0}", "key 'halving.brackets': must be a whole number >= 1"),
-        ("{min_epochs: 3, brackets: 3}", "key 'halving.brackets': 3 brackets (Hyperband) are not supported yet"),
+        ("{min_epochs: 3, brackets: 4}", ("key 'halving.brackets': 4 brackets, but rungs at 3, 9, 27 epochs allow "
+                                          "at most 3: bracket 3 starts at the last rung, epoch 27")),
+        ("{min_epochs: 1, eta: 3, brackets: 5}", ("key 'halving.brackets': 5 brackets, but rungs at 1, 3, 9, 27 "
+                                                  "epochs allow at most 4")),
         ("[3, 3]", "key 'halving': must be a mapping such as {min_epochs: 3, eta: 3}"),
         ("{min_epochs: 27}", "key 'halving.min_epochs': min_epochs 27 leaves no rung before the sweep's 27 epochs"),
     ],
@@ -154,6 +200,84 @@ def test_outcome_and_the_reader(tmp_path):
     assert [(rung["epoch"], rung["combinations"]) for rung in summary["rungs"]] == [(1, 4), (3, 2), (4, 1)]
     assert (summary["epochs"], summary["full_grid_epochs"]) == (4 * 1 + 2 * 2 + 1 * 1, 16)
     assert [rung["combinations"] for rung in sweep_summary(PLAN, [first])["rungs"]] == [4, 2]
+
+
+BRACKETS = {**PLAN, "replicates": 1, "brackets": [
+    {"bracket": 1, "rungs": [1, 3, 4], "entries": PLAN["entries"]},
+    {"bracket": 2, "rungs": [3, 4], "entries": ["h.c1", "h.c2", "h.c3"]},
+    {"bracket": 3, "rungs": [4], "entries": ["h.c0", "h.c3"]},
+]}
+# Each run's validation accuracy at epochs 1 and 3: one state per run and epoch, whichever bracket reads it.
+ACCURACY = {"h.c0": (0.0, 0.2), "h.c1": (0.1, 0.8), "h.c2": (0.2, 0.9), "h.c3": (0.3, 0.5)}
+
+
+def bracket_decisions() -> list[dict]:
+    def at(epoch, entries):
+        return [record(entry, 1, ACCURACY[entry][epoch > 1], epoch=epoch) for entry in entries]
+
+    def bracket_plan(number):
+        own = BRACKETS["brackets"][number - 1]
+        return {**BRACKETS, "bracket": number, "rungs": own["rungs"], "entries": own["entries"]}
+
+    first = decide(bracket_plan(1), 1, PLAN["entries"], at(1, PLAN["entries"]))
+    second = decide(bracket_plan(1), 2, first["kept"], at(3, first["kept"]))
+    other = decide(bracket_plan(2), 1, ["h.c1", "h.c2", "h.c3"], at(3, ["h.c1", "h.c2", "h.c3"]))
+    return [first, second, other]
+
+
+def test_brackets_decide_apart_and_a_run_goes_as_far_as_its_furthest_bracket(tmp_path):
+    first, second, other = bracket_decisions()
+    assert (first["bracket"], first["kept"], second["kept"]) == (1, ["h.c3", "h.c2"], ["h.c2"])
+    assert (other["bracket"], other["rung"], other["rungs"], other["epoch"], other["next_epoch"]) == (2, 1, 2, 3, 4)
+    assert other["kept"] == ["h.c2"] and other["stopped"] == ["h.c1", "h.c3"]
+    decisions = [first, second, other]
+    assert outcome("h.c2", decisions) == (None, None)      # bracket 1 takes it to the last rung
+    assert outcome("h.c1", decisions) == (3, other)        # stopped at epoch 1 by bracket 1, at 3 by bracket 2
+    assert outcome("h.c3", decisions) == (3, second)       # epoch 3 in both: the first bracket's decision
+    assert outcome("h.c0", decisions) == (1, first)        # not in bracket 2
+    assert outcome("h.c1", [first, other]) == (3, other)
+    with pytest.raises(ValueError, match="h.c9 is not among the combinations of sweep 'h'"):
+        outcome("h.c9", decisions)
+    assert stop_of(other, "h.c1") == {"until_epoch": 3, "stopped": "stopped at epoch 3 (bracket 2, rung 1 of 2)"}
+    assert stop_of(second, "h.c3")["stopped"] == "stopped at epoch 3 (rung 2 of 3)" and stop_of(other, "h.c2") == {}
+    write_decision(tmp_path / "bracket-2" / "rung-1.json", other)
+    for decision in (second, first):
+        write_decision(tmp_path / f"rung-{decision['rung']}.json", decision)
+    assert read_sweep_decisions(tmp_path) == decisions
+    summary = sweep_summary(BRACKETS, decisions)
+    assert [(rung["epoch"], rung["combinations"]) for rung in summary["rungs"]] == [(1, 4), (3, 2), (4, 1)]
+    assert [[(rung["epoch"], rung["combinations"]) for rung in bracket["rungs"]] for bracket in summary["brackets"]] == [
+        [(1, 4), (3, 2), (4, 1)], [(3, 3), (4, 1)], [(4, 2)]]
+    # Bracket 3 takes h.c0 and h.c3 straight to epoch 4; the brackets share h.c2's epochs.
+    assert summary["furthest"] == {"h.c0": 4, "h.c1": 3, "h.c2": 4, "h.c3": 4}
+    assert (summary["epochs"], summary["full_grid_epochs"]) == (15, 16)
+    assert sweep_summary(BRACKETS, [first])["furthest"] == {"h.c0": 4, "h.c1": 3, "h.c2": 3, "h.c3": 4}
+
+
+def test_what_a_training_job_goes_on_from(tmp_path):
+    outputs = {name: f"out/{name}" for name in ("model", "history", "predictions", "metrics")}
+    rung = {"state": "s/checkpoint.npz", "history": "s/history.csv", "record": "s/rung.json"}
+    resume = {"resume_from": "r/checkpoint.npz", "resume_record": "r/rung.json"}
+    run, paths = training_job("h.c1", 4, resume, rung, epoch=3)
+    assert run == {"until_epoch": 3}
+    assert paths == {**dict.fromkeys(outputs), **resume, "rung_checkpoint": "s/checkpoint.npz",
+                     "rung_history": "s/history.csv", "rung_record": "s/rung.json"}
+    assert training_job("h.c1", 4, {}, rung, epoch=1)[1].get("resume_from") is None
+    other = bracket_decisions()[2]
+    write_decision(tmp_path / "decision.json", other)
+    run, paths = training_job("h.c1", 4, {**resume, "decision": str(tmp_path / "decision.json")}, outputs)
+    assert run == {"until_epoch": 3, "stopped": "stopped at epoch 3 (bracket 2, rung 1 of 2)"}
+    assert paths == {**outputs, **resume}
+    assert training_job("h.c2", 4, resume, outputs) == ({}, {**outputs, **resume})
+    # Trained straight through: from the furthest state a halving sweep of the same run left.
+    pattern = {"state": str(tmp_path / "epoch-{epoch}" / "checkpoint.npz"),
+               "record": str(tmp_path / "epoch-{epoch}" / "rung.json")}
+    assert training_job("h.c1", 4, {}, outputs, rung_states=pattern) == ({}, outputs)
+    for epoch in (1, 3):
+        (tmp_path / f"epoch-{epoch}").mkdir()
+        write_decision(tmp_path / f"epoch-{epoch}" / "rung.json", record("h.c1", 1, 0.5, epoch=epoch))
+    assert training_job("h.c1", 4, {}, outputs, rung_states=pattern)[1] == {
+        **outputs, "resume_from": pattern["state"].format(epoch=3), "resume_record": pattern["record"].format(epoch=3)}
 
 
 def test_a_rung_record_without_the_epoch_is_a_failure():

@@ -2,8 +2,9 @@
 
 One sweep (eta 3, rungs at epochs 1, 3 and 4) trained once, uninterrupted, in a workflow copy, and
 compared with: the same sweep with snakemake killed (SIGKILL) in the middle of rung 2 and run
-again; the surviving entry trained straight through without `halving:`; and the sweep with three
-combinations added. Training jobs run side by side (train.gpu_amount 0) to keep this short.
+again; the surviving entry trained straight through without `halving:`; the sweep with three
+combinations added; and the sweep with a second (Hyperband) bracket. Training jobs run side by side
+(train.gpu_amount 0) to keep this short.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pytest
 from conftest import TEST_CONFIG, copy_workflow, planned_jobs, snakemake
 from test_resume import assert_same_run, running
 
+from mnist3d.config.halving import bracket_entries
 from mnist3d.training import checkpoint
 from mnist3d.training.train import RunPaths
 
@@ -38,6 +40,7 @@ sweeps:
       learning_rate: [0.001, 0.003, 0.01]
 """
 DECISIONS = [f"results/sweeps/h/rung-{rung}.json" for rung in (1, 2)]
+BRACKET_2 = "results/sweeps/h/bracket-2/rung-1.json"
 OUTPUTS = ("model.keras", "history.csv", "predictions.npz", "metrics.json")
 JOB = re.compile(r"rule train_to_epoch:\n(?:.*\n)*?\s+wildcards: entry=(\S+), replicate=1, epoch=(\d+)")
 
@@ -205,3 +208,40 @@ def test_removing_halving_retrains_no_epoch_a_rung_trained(sweep, tmp_path):
     assert f"resumed from epoch 1 of 4 (results/halving/{early}/rep1/epoch-1/checkpoint.npz)" in stopped
     assert "epoch 1/4 in" not in stopped and "epoch 4/4 in" in stopped
     assert json.loads((plain / run_files(plain, early)[3]).read_text())["status"] == "ok"
+
+
+def test_a_second_bracket_reuses_every_state_and_leaves_bracket_1_as_it_was(sweep, tmp_path):
+    whole, _, survivor, early, late = sweep
+    whole = copy_of(whole, tmp_path / "brackets")
+    before = states(whole)
+    # Bracket 2: the 5 (ceil(9 x 3 / (2 x 3))) whose digests come first; evaluated with the runs the sweep had.
+    members = bracket_entries("h", 2, {entry for entry, _ in before}, 5)
+    entries = sorted({*members, survivor, early, late})
+    (whole / "config" / "test" / "models.yaml").write_text(MODELS.replace("eta: 3}", "eta: 3, brackets: 2}"))
+    assert ("eta 3, 2 brackets (Hyperband); bracket 1 trains 9 to epoch 1, 3 to epoch 3, 1 to epoch 4; bracket 2 "
+            "trains 5 to epoch 3, 2 to epoch 4.") in snakemake(whole, "-n", BRACKET_2).stderr
+    result = snakemake(whole, BRACKET_2, *(f"results/runs/{entry}/rep1/metrics.json" for entry in entries))
+    output = result.stdout + result.stderr
+    assert "checkpoint halving_decision:" not in output, "bracket 1 was decided again"
+    for name in DECISIONS:
+        assert (whole / name).read_bytes() == (sweep[0] / name).read_bytes(), name
+    first, second, other = decision(whole, 1), decision(whole, 2), json.loads((whole / BRACKET_2).read_text())
+    assert sorted(line["entry"] for line in other["combinations"]) == list(members)
+    assert (other["bracket"], other["epoch"], other["alive"], other["keep"]) == (2, 3, 5, 2)
+    # Bracket 2 starts from the epoch-1 states bracket 1 left; no state that existed was trained again.
+    trained = {(entry, int(epoch)) for entry, epoch in JOB.findall(output)}
+    assert not trained & before.keys(), "a state that existed was trained again"
+    assert {key: stamp for key, stamp in states(whole).items() if key in before} == before
+    assert trained == ({(entry, 3) for entry in members} | {(entry, 4) for entry in other["kept"]}) - before.keys()
+    for entry in entries:
+        metrics = json.loads((whole / "results" / "runs" / entry / "rep1" / "metrics.json").read_text())
+        if entry in second["kept"] or entry in other["kept"]:
+            expected = ("ok", 4, None)
+        elif entry in second["stopped"]:  # epoch 3 in bracket 1 (and in bracket 2 if it is there): bracket 1's
+            expected = ("stopped", 3, "stopped at epoch 3 (rung 2 of 3)")
+        elif entry in members:
+            expected = ("stopped", 3, "stopped at epoch 3 (bracket 2, rung 1 of 2)")
+        else:
+            expected = ("stopped", 1, "stopped at epoch 1 (rung 1 of 3)")
+        assert (metrics["status"], metrics["epochs_run"], metrics.get("stopped")) == expected, entry
+    assert set(first["stopped"]) & set(members), "bracket 2 took no run further than bracket 1"

@@ -97,10 +97,17 @@ def views_files(root: Path) -> dict[str, Path]:
 
 
 def context_for(
-    root: Path, directories: list[Path], specs: list[dict] = (), summary: dict = SUMMARY, entries_as=None
+    root: Path,
+    directories: list[Path],
+    specs: list[dict] = (),
+    summary: dict = SUMMARY,
+    entries_as=None,
+    halving_images: dict | None = None,
+    **halving,
 ) -> dict:
     """The report's context of these runs, with placeholder figures and small views files;
-    `entries_as` changes the entry table first."""
+    `entries_as` changes the entry table first. `halving` (halving, decisions, histories) goes to
+    build_context as it is, with `halving_images` as the halving sweeps' figures."""
     sweeps = {entry: spec["name"] for spec in specs for entry in spec["entries"]}
     table, entries = tables_of(directories, sweeps)
     entries = entries_as(entries) if entries_as else entries
@@ -114,6 +121,7 @@ def context_for(
         sweeps=[(spec, png) for spec in specs],
         sweep_parallel={spec["name"]: png for spec in specs},
         views=views_files(root),
+        halving=halving_images or {},
     )
     csv = root / "metrics.csv"
     metrics.write_csv(table, csv)
@@ -126,6 +134,7 @@ def context_for(
         split_sizes={"train": 6400, "validation": 1600, "test": 2000},
         metrics_csv=csv,
         now=datetime.datetime(2026, 1, 2, 3, 4),
+        **halving,
     )
 
 

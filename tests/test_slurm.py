@@ -4,18 +4,24 @@ Opt-in by what is installed: skipped unless slurm-wlm and munge are (`.ci/slurm-
 installs them). Select or leave out with `-m slurm` / `-m "not slurm"`. The cluster (munged,
 slurmctld, slurmd on loopback, see tests/slurm/) lives in a temporary directory for this
 module only and is torn down afterwards, leaving no process behind.
+
+Two runs go through it: the default target (against the suite's local run), and a small successive
+halving sweep (against the same sweep run locally), whose rung jobs are cluster jobs and whose
+decisions run in the submitting Snakemake.
 """
 
 import csv
+import json
 import math
 import re
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import TEST_CONFIG, copy_workflow, planned_jobs
+from conftest import TEST_CONFIG, copy_workflow, planned_jobs, snakemake
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "slurm"))
 import minicluster  # noqa: E402  (needs the path above)
@@ -51,10 +57,17 @@ def cluster(tmp_path_factory):
 def slurm_run(cluster, tmp_path_factory):
     """The default target run through the SLURM profile: (workflow copy, Snakemake's log)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm-workflow"))
+    return workdir, run_on_slurm(cluster, workdir)
+
+
+def run_on_slurm(cluster, workdir, *targets):
+    """Snakemake through profiles/slurm in `workdir` on the tiny test config; returns its log."""
     command = [
         sys.executable,
         "-m",
         "snakemake",
+        # Targets first: --configfile takes every word after it.
+        *targets,
         "--workflow-profile",
         "profiles/slurm",
         "--configfile",
@@ -86,7 +99,7 @@ def slurm_run(cluster, tmp_path_factory):
         pytest.fail(f"snakemake on SLURM ran over {RUN_TIMEOUT}s:\n{error.stderr}\n{cluster.log_tails()}")
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"snakemake on SLURM failed:\n{log[-8000:]}\n{cluster.log_tails()}"
-    return workdir, log
+    return log
 
 
 def submissions(log):
@@ -104,6 +117,12 @@ def rule_of(comment):
     return comment.removeprefix("rule_").split("_wildcards_")[0]
 
 
+def jobs_of_run(cluster, log):
+    """The cluster's jobs of the Snakemake run that wrote `log` (its run ID is each job's name)."""
+    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    return {job["id"]: job for job in cluster.jobs() if job["name"] == run_id}
+
+
 def test_every_job_was_a_slurm_job(slurm_run, cluster):
     workdir, log = slurm_run
     planned = planned_jobs(log)
@@ -117,8 +136,7 @@ def test_every_job_was_a_slurm_job(slurm_run, cluster):
     retried = {**planned, "train": planned["train"] + 1}
     assert by_rule == retried, f"submitted per rule {by_rule}, planned {planned} and one retry"
 
-    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
-    known = {job["id"]: job for job in cluster.jobs() if job["name"] == run_id}
+    known = jobs_of_run(cluster, log)
     assert set(known) == set(submitted), "squeue's jobs of this run are not the submitted ones"
     failed = [job for job in known.values() if job["state"] != "COMPLETED"]
     assert [(rule_of(job["comment"]), job["state"]) for job in failed] == [("train", "FAILED")], failed
@@ -130,8 +148,7 @@ def test_every_job_was_a_slurm_job(slurm_run, cluster):
 
 def test_training_jobs_got_a_gpu_and_the_rest_cpu_nodes(slurm_run, cluster):
     _, log = slurm_run
-    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
-    jobs = [job for job in cluster.jobs() if job["name"] == run_id]
+    jobs = list(jobs_of_run(cluster, log).values())
     training = [job for job in jobs if rule_of(job["comment"]) == "train"]
     others = [job for job in jobs if rule_of(job["comment"]) != "train"]
     assert training and others
@@ -162,6 +179,90 @@ def test_outputs_match_a_local_run(slurm_run, tiny_workflow):
     assert report_sections(workdir / "results" / "report.html") == report_sections(
         tiny_workflow / "results" / "report.html"
     )
+
+
+# A halving sweep on the cluster: 3 combinations, eta 2, rungs at epochs 1, 2 and 3, so two decisions
+# (the second depends on the first) and 3 + 2 + 1 rung jobs. The smallest network, as it trains fastest.
+HALVING_MODELS = """\
+defaults: {filters: [4], kernel_sizes: [3], pool_sizes: [4], dense: 8, dropout: 0.2,
+           learning_rate: 0.003, epochs: 3, batch_size: 32, seed: 1, replicates: 1}
+sweeps:
+  h:
+    halving: {min_epochs: 1, eta: 2}
+    grid:
+      learning_rate: [0.001, 0.003, 0.01]
+"""
+HALVING_ENTRIES = [f"h.learning_rate-{rate}" for rate in ("0.001", "0.003", "0.01")]
+HALVING_DECISIONS = [f"results/sweeps/h/rung-{rung}.json" for rung in (1, 2)]
+HALVING_METRICS = [f"results/runs/{entry}/rep1/metrics.json" for entry in HALVING_ENTRIES]
+# What profiles/slurm asks for a train_to_epoch job's first attempt (240 min, 16000 MB, a GPU in the
+# GPU partition), with the test config's train.threads of 1.
+RUNG_JOB_REQUEST = {"partition": "gpu", "gres": "gres:gpu:1", "time_limit": "4:00:00", "memory": "16000M", "cpus": "1"}
+
+
+def halving_workflow(directory, data_from):
+    """A workflow copy with the halving sweep as its models file and the data of `data_from`
+    (timestamps kept, so nothing rebuilds it): only the sweep's jobs run."""
+    workdir = copy_workflow(directory)
+    (workdir / "config" / "test" / "models.yaml").write_text(HALVING_MODELS)
+    shutil.copytree(data_from / "results" / "data", workdir / "results" / "data")
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def halving_runs(cluster, tiny_workflow, tmp_path_factory):
+    """The halving sweep's decisions and runs, through the SLURM profile and locally:
+    (SLURM workflow copy, its Snakemake log, local workflow copy)."""
+    targets = (*HALVING_DECISIONS, *HALVING_METRICS)
+    on_slurm = halving_workflow(tmp_path_factory.mktemp("slurm-halving"), tiny_workflow)
+    log = run_on_slurm(cluster, on_slurm, *targets)
+    local = halving_workflow(tmp_path_factory.mktemp("local-halving"), tiny_workflow)
+    snakemake(local, *targets)
+    return on_slurm, log, local
+
+
+def test_halving_rungs_were_slurm_jobs_and_decisions_local(halving_runs, cluster):
+    on_slurm, log, _ = halving_runs
+    submitted = submissions(log)
+    known = jobs_of_run(cluster, log)
+    assert set(known) == set(submitted), "squeue's jobs of this run are not the submitted ones"
+    # Nothing else was submitted: the data was there, and the decisions are `localrules`.
+    assert sorted(set(submitted.values())) == ["train", "train_to_epoch"], submitted
+    assert [rule_of(job["comment"]) for job in known.values()].count("train") == len(HALVING_ENTRIES)
+    # Each decision ran once, in the submitting Snakemake.
+    assert log.count("localcheckpoint halving_decision:") == len(HALVING_DECISIONS), log[-8000:]
+    assert log.count("(Rule: halving_decision)") == len(HALVING_DECISIONS), log[-8000:]
+    first, second = (json.loads((on_slurm / name).read_text()) for name in HALVING_DECISIONS)
+    assert (first["alive"], first["keep"], second["alive"], second["keep"]) == (3, 2, 2, 1)
+    expected = {(entry, 1) for entry in HALVING_ENTRIES}
+    expected |= {(entry, first["next_epoch"]) for entry in first["kept"]}
+    expected |= {(entry, second["next_epoch"]) for entry in second["kept"]}
+    rung_jobs = [job for job in known.values() if rule_of(job["comment"]) == "train_to_epoch"]
+    # Each rung state once, as a job of its own (comment: rule_train_to_epoch_wildcards_ENTRY_REPLICATE_EPOCH).
+    trained = [tuple(job["comment"].split("_wildcards_")[1].rsplit("_", 2)) for job in rung_jobs]
+    assert sorted((entry, int(epoch)) for entry, replicate, epoch in trained) == sorted(expected)
+    for job in rung_jobs:
+        assert job["state"] == "COMPLETED", job
+        assert {key: job[key] for key in RUNG_JOB_REQUEST} == RUNG_JOB_REQUEST, job
+
+
+def test_halving_on_slurm_decides_and_trains_as_a_local_run(halving_runs):
+    on_slurm, _, local = halving_runs
+    assert result_files(on_slurm) == result_files(local)
+    # Decisions hold no timings: the same rung records give the same bytes.
+    for name in HALVING_DECISIONS:
+        assert (on_slurm / name).read_bytes() == (local / name).read_bytes(), name
+    statuses = []
+    for name in HALVING_METRICS:
+        slurm_metrics, local_metrics = (json.loads((workdir / name).read_text()) for workdir in (on_slurm, local))
+        assert slurm_metrics.keys() == local_metrics.keys(), name
+        # Every run's last job, stopped or not, was a training job and held a GPU; locally none.
+        assert slurm_metrics["gpu_slot"] is not None and local_metrics["gpu_slot"] is None, name
+        for key, value in local_metrics.items():
+            if key not in TIMING_COLUMNS | {"gpu_slot"}:
+                assert slurm_metrics[key] == value, (name, key, slurm_metrics[key], value)
+        statuses.append((slurm_metrics["status"], slurm_metrics["epochs_run"]))
+    assert sorted(statuses) == [("ok", 3), ("stopped", 1), ("stopped", 2)]
 
 
 def result_files(workdir):

@@ -255,8 +255,8 @@ def test_a_name_shared_by_two_sweeps_or_with_a_run_is_an_error():
          "under"),
         ("s:\n  halving: {min_epochs: 2, eta: 1}\n  grid: {dense: [8]}\n",
          "sweep 's', key 'halving.eta': must be a whole number >= 2 (each rung keeps the best 1/eta), not 1"),
-        ("s:\n  halving: {min_epochs: 2, eta: 3, brackets: 9}\n  grid: {dense: [8]}\n",
-         "sweep 's', key 'halving.brackets': 9 brackets (Hyperband) are not supported yet"),
+        ("s:\n  halving: {min_epochs: 2, eta: 3, brackets: 1.5}\n  grid: {dense: [8]}\n",
+         "sweep 's', key 'halving.brackets': must be a whole number >= 1, not 1.5"),
         ("s:\n  grid: {}\n", "sweep 's', key 'grid': must map each varied field to a list of values"),
         ("s:\n  grid: {dense: 8}\n", "sweep 's', field 'dense': grid values must be a non-empty list, e.g. "
          "[0.3, 0.5], not 8 (a single value belongs under fixed)"),

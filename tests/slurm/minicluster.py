@@ -219,9 +219,10 @@ class MiniCluster:
 
     def jobs(self):
         """Every job the controller still knows (finished ones for MinJobAge), as
-        dicts: id, name, comment, state, partition, gres (e.g. "gres:gpu:1")."""
-        fields = ["JobID", "Name", "Comment", "State", "Partition", "tres-per-job"]
-        keys = ["id", "name", "comment", "state", "partition", "gres"]
+        dicts: id, name, comment, state, partition, gres (e.g. "gres:gpu:1"), and what
+        it asked for: time_limit (e.g. "4:00:00"), memory (e.g. "16000M"), cpus."""
+        fields = ["JobID", "Name", "Comment", "State", "Partition", "tres-per-job", "TimeLimit", "MinMemory", "NumCPUs"]
+        keys = ["id", "name", "comment", "state", "partition", "gres", "time_limit", "memory", "cpus"]
         out = self.run(
             [
                 "squeue",

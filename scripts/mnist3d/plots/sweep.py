@@ -21,6 +21,8 @@ from mnist3d.results.metrics import read_entry_table, read_table
 
 # Marker colours by verdict, as the test accuracy chart's bars.
 BEST, TIED, OTHER = ACCURACY_COLOUR, "#6fae8c", "#9a9a9a"
+# The entry table's verdict of an entry none of whose runs finished (mnist3d.results.stats).
+NO_FINISHED_RUN = "no finished run"
 # A heatmap of more cells than this per side stops being readable at report width.
 HEATMAP_MAX_SIDE = 8
 
@@ -35,11 +37,13 @@ def sweep_frame(entries_table: pd.DataFrame, spec: dict) -> pd.DataFrame:
         def value(column, default=math.nan):
             return row[column] if row is not None and column in row.index and not pd.isna(row[column]) else default
 
+        # An entry a halving decision stopped has test numbers, but from fewer epochs: not drawn as finished.
+        finished = value("verdict", "") != NO_FINISHED_RUN
         records.append(
             {
                 "entry": entry,
                 **{field: str(values[field]) for field in spec["fields"]},
-                "mean": float(value("test_accuracy_mean")),
+                "mean": float(value("test_accuracy_mean")) if finished else math.nan,
                 "low": float(value("test_accuracy_ci_low")),
                 "high": float(value("test_accuracy_ci_high")),
                 "replicates_ok": int(value("replicates_ok", 0)),

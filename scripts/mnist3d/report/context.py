@@ -26,7 +26,17 @@ from mnist3d.report.format import (
     missing,
     sort_key,
 )
-from mnist3d.report.sections import REPLICATE_PARAMS, ReportImages, sections, sweep_sections, verdict_class
+from mnist3d.report.halving import halving_sections
+from mnist3d.report.sections import (
+    REPLICATE_PARAMS,
+    STOPPED,
+    ReportImages,
+    sections,
+    stopped_entries,
+    stopped_verdict,
+    sweep_sections,
+    verdict_class,
+)
 from mnist3d.report.wording import headline
 from mnist3d.results import stats
 from mnist3d.results.metrics import best_run, ranked_entries, ranked_runs
@@ -87,6 +97,7 @@ def table_rows(
         run = row["run"]
         params = (runs_by_id.get(run) or {}).get("params") or {}
         ok = row["status"] == "ok"
+        stopped = row["status"] == STOPPED
         accuracy = row["test_accuracy"]
         rows.append(
             {
@@ -96,11 +107,12 @@ def table_rows(
                 "entry": row["entry"],
                 "best": run == best,
                 "ok": ok,
+                "stopped": stopped,
                 "status": row["status"],
                 "error": row["error"] if not missing(row["error"]) else "",
                 "test_accuracy": fmt_accuracy(accuracy),
                 "interval": fmt_interval(row.get("test_accuracy_ci_low"), row.get("test_accuracy_ci_high")),
-                "bar_width": f"{100 * accuracy / top:.1f}" if ok and not missing(accuracy) else "0",
+                "bar_width": f"{100 * accuracy / top:.1f}" if (ok or stopped) and not missing(accuracy) else "0",
                 "unrotated": fmt_accuracy(row["test_accuracy_unrotated"]),
                 "rotated": fmt_accuracy(row["test_accuracy_rotated"]),
                 "test_loss": fmt_accuracy(row["test_loss"]),
@@ -126,15 +138,17 @@ def entry_rows(
 ) -> list[dict]:
     """The entry table in the tables' ranking: mean test accuracy with its interval, and the verdict
     of the test against the best entry. A sweep's entry is shown by its sweep and varied values
-    (`values`), which say what its long name says in a third of the width."""
+    (`values`), which say what its long name says in a third of the width. An entry a halving decision
+    stopped is unranked, with none of its replicates finished, and says where it stopped."""
     summary = entries.set_index("entry")
+    stopped = stopped_entries(table)
     varied = {entry: (spec["name"], values) for spec in specs for entry, values in spec["entries"].items()}
     rows = []
     for rank, entry in enumerate(ranked_entries(table), start=1):
         if entry not in summary.index:
             continue
         row = summary.loc[entry]
-        finished = not missing(row["test_accuracy_mean"])
+        finished = not missing(row["test_accuracy_mean"]) and entry not in stopped
         sweep, values = varied.get(entry, ("" if missing(row.get("sweep")) else str(row.get("sweep")), {}))
         rows.append(
             {
@@ -143,7 +157,8 @@ def entry_rows(
                 "anchor": anchors.get(entry, ""),
                 "sweep": sweep,
                 "values": [f"{name}={value}" for name, value in values.items()],
-                "replicates": f"{fmt_count(row['replicates_ok'])} / {fmt_count(row['replicates'])}",
+                "replicates": f"{0 if entry in stopped else fmt_count(row['replicates_ok'])} / "
+                f"{fmt_count(row['replicates'])}",
                 "mean": fmt_accuracy(row["test_accuracy_mean"]),
                 "std": fmt_accuracy(row["test_accuracy_std"]),
                 "interval": fmt_interval(row.get("test_accuracy_ci_low"), row.get("test_accuracy_ci_high")),
@@ -151,11 +166,11 @@ def entry_rows(
                 # Holm-adjusted p (mnist3d.results.stats); absent from tables written before it existed.
                 "p_adjusted": _p_text(row.get("vs_best_p_adjusted")),
                 "test": stats.TEST_NAMES.get(str(row.get("vs_best_test") or ""), ""),
-                "verdict": str(row.get("verdict") or ""),
-                "class": verdict_class(row),
+                "verdict": stopped_verdict(stopped[entry]) if entry in stopped else str(row.get("verdict") or ""),
+                "class": STOPPED if entry in stopped else verdict_class(row),
                 "sort": {
                     "rank": str(rank) if finished else "",
-                    "replicates": sort_key(row["replicates_ok"]),
+                    "replicates": sort_key(0 if entry in stopped else row["replicates_ok"]),
                     **_row_keys(
                         row,
                         [
@@ -215,12 +230,17 @@ def build_context(
     entries_csv: str | Path | None = None,
     title: str = "3D MNIST: which 3D CNN classifies best",
     now: _datetime.datetime | None = None,
+    halving: list[dict] = (),
+    decisions: list[dict] = (),
+    histories: dict | None = None,
 ) -> dict:
     """Everything the report shows.
 
     `table` and `entries` are results/metrics.csv and results/metrics_by_entry.csv as read by
     mnist3d.results.metrics, `runs` the runs' metrics.json records in the models file's order,
     `data_summary` results/data/summary.json, `images.sweeps` each sweep's spec with its figure.
+    `halving` has each halving sweep's plan (HalvingPlan.as_param()), `decisions` every decision of
+    them (mnist3d.results.halving) and `histories` each run's history by run id (for the time spent).
     """
     best = best_run(table)
     anchors = {run["run"]: anchor("run", run["run"], index) for index, run in enumerate(runs)}
@@ -266,7 +286,17 @@ def build_context(
             for figure in figures.group("digits")
             if figure.name in images.digits
         },
-        "sweeps": sweep_sections(images, entries, ranked_entries(table), entry_anchors),
+        "sweeps": sweep_sections(images, entries, ranked_entries(table), entry_anchors, table),
+        "halving": halving_sections(
+            list(halving),
+            list(decisions),
+            [spec for spec, _ in images.sweeps],
+            histories or {},
+            table,
+            entries,
+            entry_anchors,
+            images.halving,
+        ),
         "views": {name: json.loads(Path(path).read_text()) for name, path in images.views.items()},
         "data": data,
         "sections": blocks,

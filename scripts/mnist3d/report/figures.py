@@ -61,6 +61,7 @@ FIGURES = {
         Figure("digits", "misclassified", "What the best run gets wrong", "mistakes of the best run"),
         Figure("sweep", "accuracy", "Test accuracy against the fields of a sweep"),
         Figure("sweep", "parallel", "Parallel coordinates of a sweep"),
+        Figure("sweep", "halving", "Successive halving: every run and the rung cut-offs"),
         Figure("data", "summary", "Data set summary"),
         Figure("metrics", "table", "Metrics of every run"),
         Figure("metrics", "entries", "Metrics per entry"),

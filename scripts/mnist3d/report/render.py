@@ -19,7 +19,9 @@ import numpy as np
 from mnist3d.atomic import write_text
 from mnist3d.report.context import build_context
 from mnist3d.report.sections import ReportImages
+from mnist3d.results.halving import read_decision
 from mnist3d.results.metrics import read_entry_table, read_metrics, read_table
+from mnist3d.results.runfiles import read_history
 
 __all__ = [
     "ReportImages",
@@ -68,15 +70,30 @@ def write_report_from_files(
     prepared_path,
     metrics_paths,
     images: ReportImages,
+    halving: list[dict] = (),
+    decision_paths=(),
+    history_paths=(),
 ) -> None:
-    """results/report.html from the workflow's files (what the Snakemake adapter calls)."""
+    """results/report.html from the workflow's files (what the Snakemake adapter calls): `halving` the
+    halving sweeps' plans, with their decisions and the runs' histories (in `metrics_paths`' order)."""
     table = read_table(table_path)
     entries = read_entry_table(entries_path)
     runs = [read_metrics(path) for path in metrics_paths]
     summary = json.loads(Path(summary_path).read_text())
     with np.load(prepared_path) as prepared:
         sizes = split_sizes_from_prepared(prepared)
+    histories = {run["run"]: read_history(path) for run, path in zip(runs, history_paths)} if halving else {}
     context = build_context(
-        table, entries, runs, summary, images, split_sizes=sizes, metrics_csv=table_path, entries_csv=entries_path
+        table,
+        entries,
+        runs,
+        summary,
+        images,
+        split_sizes=sizes,
+        metrics_csv=table_path,
+        entries_csv=entries_path,
+        halving=halving,
+        decisions=[read_decision(path) for path in decision_paths],
+        histories=histories,
     )
     write_report(output, context)

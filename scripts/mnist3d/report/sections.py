@@ -26,6 +26,9 @@ from mnist3d.results.stats import format_p
 # The replicate band of an entry, named in its alt text.
 BAND_TITLE = figures.figure("entry_replicates").title
 PARALLEL = figures.figure("sweep_parallel")
+# The status of a run that a halving decision stopped (mnist3d.results.runfiles.MEASURED_STATUSES), and the
+# row class of an entry whose runs it stopped.
+STOPPED = "stopped"
 # Parameters that differ between runs of one entry only by design; not a setting worth comparing.
 REPLICATE_PARAMS = {"seed"}
 # Above this many entries, entry blocks start collapsed too, so the page is a list to scan, not a scroll.
@@ -47,6 +50,7 @@ class ReportImages:
     sweep_effects: dict[str, str | Path] = field(default_factory=dict)
     # "digits" figure name -> its digits as a views file (mnist3d.plots.views), for the rotatable views.
     views: dict[str, str | Path] = field(default_factory=dict)
+    halving: dict[str, str | Path] = field(default_factory=dict)  # halving sweep -> its "sweep_halving" PNG
 
 
 def entry_params(entry_runs: list[dict]) -> list[dict]:
@@ -91,6 +95,8 @@ def run_item(run: dict, row: pd.Series, images: ReportImages, best: str | None, 
         "run": run["run"],
         "anchor": anchors[run["run"]],
         "ok": run.get("status") == "ok",
+        # Stopped by a halving decision: measured where it stopped, never compared as finished.
+        "stopped": run.get("stopped", "") if run.get("status") == "stopped" else "",
         "best": run["run"] == best,
         "error": run.get("error") or "",
         "test_accuracy": fmt_accuracy(row["test_accuracy"]),
@@ -144,10 +150,12 @@ def sections(
 
 
 def sweep_sections(
-    images: ReportImages, entries: pd.DataFrame, ranked: list[str], anchors: dict[str, str]
+    images: ReportImages, entries: pd.DataFrame, ranked: list[str], anchors: dict[str, str], table: pd.DataFrame
 ) -> list[dict]:
-    """A block per sweep: its figure, its varied fields with their values, and its entries ranked."""
+    """A block per sweep: its figure, its varied fields with their values, and its entries ranked
+    (those a halving decision stopped unranked, with what stopped them)."""
     summary = entries.set_index("entry")
+    stopped = stopped_entries(table)
     result = []
     for index, (spec, path) in enumerate(images.sweeps):
         fields = list(spec["fields"])
@@ -159,7 +167,7 @@ def sweep_sections(
             mean = stats.get("test_accuracy_mean")
             rows.append(
                 {
-                    "rank": rank if not missing(mean) else "",
+                    "rank": rank if not missing(mean) and entry not in stopped else "",
                     "entry": entry,
                     "anchor": anchors.get(entry, ""),
                     "values": [spec["entries"][entry].get(name, "") for name in fields],
@@ -167,9 +175,9 @@ def sweep_sections(
                     "mean_key": sort_key(mean),
                     "interval": fmt_interval(stats.get("test_accuracy_ci_low"), stats.get("test_accuracy_ci_high")),
                     "replicates": f"{fmt_count(stats.get('replicates_ok'))} / {fmt_count(stats.get('replicates'))}",
-                    "verdict": str(stats.get("verdict") or ""),
+                    "verdict": stopped_verdict(stopped[entry]) if entry in stopped else str(stats.get("verdict") or ""),
                     "best": stats.get("verdict") == "best",
-                    "class": verdict_class(stats),
+                    "class": STOPPED if entry in stopped else verdict_class(stats),
                 }
             )
         parallel = images.sweep_parallel.get(spec["name"])
@@ -221,6 +229,22 @@ def sweep_effects_block(path: str | Path | None) -> dict | None:
     }
 
 
+def stopped_entries(table: pd.DataFrame) -> dict[str, str]:
+    """Entries none of whose runs finished and some of which a halving decision stopped, each with what
+    stopped it ("stopped at epoch 1 (rung 1 of 3)", the runs table's `error` of a stopped run)."""
+    found = {}
+    for entry, runs in table.groupby("entry", sort=False):
+        stopped = runs[runs["status"] == STOPPED]
+        if len(stopped) and not (runs["status"] == "ok").any():
+            found[str(entry)] = str(stopped["error"].iloc[0])
+    return found
+
+
+def stopped_verdict(text: str) -> str:
+    """The verdict shown for a stopped entry: measured where it stopped, never compared."""
+    return f"{text}: not compared"
+
+
 def verdict_class(row: pd.Series) -> str:
     """The row class of an entry by its verdict: "best", "tied" (with the best), "failed" or "other"."""
     verdict = str(row.get("verdict") or "")
@@ -236,7 +260,7 @@ def parallel_chart(fields: list[str], rows: list[dict], summary: pd.DataFrame) -
     per finished entry (back to front: the rest, the ties, the best), with what its hover shows."""
     lines = []
     for row in rows:
-        if row["mean"] == "":
+        if row["mean"] == "" or row["class"] == STOPPED:
             continue
         lines.append(
             {

@@ -97,6 +97,7 @@ def headline(table: pd.DataFrame, entries: pd.DataFrame, best: str | None, data:
         "ok": len(ok),
         "failed": len(failed),
         "failed_runs": failed["run"].tolist(),
+        "stopped": int((table["status"] == "stopped").sum()),
         "best": best,
         "best_entry": facts["best_entry"],
         "tied": [item["entry"] for item in facts["tied"]],
@@ -134,9 +135,15 @@ def headline(table: pd.DataFrame, entries: pd.DataFrame, best: str | None, data:
         halves = f" ({summary['unrotated']} on the unrotated half, {summary['rotated']} on the rotated noisy half)"
     sentences.append(f"Its best run, {best}, scores {summary['test_accuracy']} on the test set{halves}.")
     total = table["training_seconds"].sum(min_count=1)
+    stopped = summary["stopped"]
+    notes = []
+    if len(failed):
+        notes.append(f"{len(failed)} failed, listed below")
+    if stopped:
+        notes.append(f"{stopped} stopped early by successive halving")
     sentences.append(
         f"{len(ok)} of {len(table)} runs finished"
-        + (f" ({len(failed)} failed, listed below)" if len(failed) else "")
+        + (f" ({'; '.join(notes)})" if notes else "")
         + (f"; training took {fmt_seconds(total)} in total" if not missing(total) else "")
         + f", on the {data.get('source', 'unknown')} data set."
     )

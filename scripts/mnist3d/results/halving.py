@@ -1,8 +1,9 @@
 """Successive halving's decisions: which combinations of a sweep go on after a rung, and why.
 
-A decision (results/sweeps/SWEEP/rung-K.json, one per rung but the last) is a pure function of the
-plan and the rung records of the combinations alive at rung K (mnist3d.results.rungs): the same
-records give the same file, whatever order the runs finished in.
+A decision (results/sweeps/SWEEP/rung-K.json, one per rung but the last; with Hyperband brackets,
+bracket B's are results/sweeps/SWEEP/bracket-B/rung-K.json) is a pure function of the bracket's plan
+and the rung records of the combinations alive at rung K (mnist3d.results.rungs): the same records
+give the same file, whatever order the runs finished in.
 
 Decisions, and why:
 - The measure is the validation accuracy at exactly the rung's epoch, the mean over a combination's
@@ -12,12 +13,16 @@ Decisions, and why:
 - The best ceil(n / eta) of the n alive go on (mnist3d.config.halving.keep_count); each
   combination's line says its rank, its measure, the cut-off and why it was kept or stopped, so a
   person can check the decision without reading code.
+- Brackets share the runs' states: a run trains as far as the furthest of its brackets takes it,
+  finishes when any of them keeps it to the last rung, and is stopped otherwise, by the decision
+  that stopped it furthest (`outcome`).
 
 Standard library only; read by the Snakefile (input functions), the decision job and the report.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -70,8 +75,8 @@ def _reason(row: dict, rank: int, alive: int, keep: int, cutoff: dict | None, pl
 
 
 def decide(plan: dict, rung: int, alive: list[str], records: list[dict]) -> dict:
-    """The decision after rung `rung` (from 1) of the halving sweep `plan`
-    (mnist3d.config.halving.HalvingPlan.as_param) among the `alive` combinations, from their records."""
+    """The decision after rung `rung` (from 1) of the halving sweep's bracket `plan`
+    (mnist3d.config.halving.HalvingPlan.bracket_param) among the `alive` combinations, from their records."""
     epoch, rungs = plan["rungs"][rung - 1], len(plan["rungs"])
     wrong = sorted({record["epoch"] for record in records} - {epoch})
     if wrong:
@@ -87,7 +92,7 @@ def decide(plan: dict, rung: int, alive: list[str], records: list[dict]) -> dict
         row["rank"] = rank
         row["reason"] = _reason(row, rank, len(rows), keep, cutoff, plan, epoch)
     return {
-        "sweep": plan["sweep"], "rung": rung, "rungs": rungs, "epoch": epoch, "next_epoch": plan["rungs"][rung],
+        "sweep": plan["sweep"], "bracket": plan.get("bracket", 1), "rung": rung, "rungs": rungs, "epoch": epoch, "next_epoch": plan["rungs"][rung],
         "eta": plan["eta"], "measure": f"{MEASURE} at epoch {epoch}, mean over finished replicates",
         "alive": len(rows), "keep": keep,
         "cutoff": None if cutoff is None else {key: cutoff[key] for key in ("entry", MEASURE, "val_loss")},
@@ -113,37 +118,82 @@ def read_decision(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def outcome(entry: str, decisions: list[dict]) -> tuple[int | None, dict | None]:
-    """(epoch where `entry` stops, the decision that stopped it) from the decisions so far, in rung order;
-    (None, None) while it is still going on, i.e. it was kept by every decision given."""
+def _bracket(decision: dict) -> int:
+    return decision.get("bracket", 1)
+
+
+_NOT_IN_BRACKET = object()
+
+
+def _stop_in_bracket(entry: str, decisions: list[dict]):
+    """The decision of one bracket (in rung order) that stopped `entry`; None when every one kept it;
+    _NOT_IN_BRACKET when the bracket's first decision never had it."""
     for decision in decisions:
         if entry in decision["stopped"]:
-            return decision["epoch"], decision
+            return decision
         if entry not in decision["kept"]:
+            if decision is decisions[0] and decision["rung"] == 1:
+                return _NOT_IN_BRACKET
             raise ValueError(f"{entry} is not among the combinations of rung {decision['rung']} of sweep "
-                             f"'{decision['sweep']}'")
-    return None, None
+                             f"'{decision['sweep']}'" + (f", bracket {_bracket(decision)}" if _bracket(decision) > 1
+                                                         else ""))
+    return None
+
+
+def outcome(entry: str, decisions: list[dict]) -> tuple[int | None, dict | None]:
+    """(epoch where `entry` stops, the decision that stopped it) from the decisions so far, in (bracket,
+    rung) order; (None, None) while it is still going on, i.e. some bracket it is in kept it by every
+    decision given. Over several brackets it stops at the furthest epoch one of them took it to (the
+    first such bracket's decision); a bracket whose rung-1 decision does not have it is not its own."""
+    stops = []
+    for _, group in itertools.groupby(decisions, key=_bracket):
+        stop = _stop_in_bracket(entry, list(group))
+        if stop is None:
+            return None, None
+        if stop is not _NOT_IN_BRACKET:
+            stops.append(stop)
+    if decisions and not stops:
+        raise ValueError(f"{entry} is not among the combinations of sweep '{decisions[0]['sweep']}'")
+    if not stops:
+        return None, None
+    furthest = max(stops, key=lambda decision: decision["epoch"])
+    return furthest["epoch"], furthest
 
 
 def read_sweep_decisions(directory: str | Path) -> list[dict]:
-    """Every decision of one sweep (results/sweeps/SWEEP/rung-K.json), in rung order: what the report shows.
+    """Every decision of one sweep (results/sweeps/SWEEP/rung-K.json, and bracket B's
+    results/sweeps/SWEEP/bracket-B/rung-K.json), in (bracket, rung) order: what the report shows.
 
-    Each has `rung`, `epoch`, `alive`, `keep`, `cutoff`, `kept`, `stopped` and per combination a line
-    (`combinations`: rank, entry, verdict, reason, val_accuracy, val_loss, replicates, finished,
-    errors). No timings: the same records give the same file byte for byte; time spent is in each
-    run's rung records and history."""
-    paths = Path(directory).glob("rung-*.json")
-    return sorted((read_decision(path) for path in paths), key=lambda decision: decision["rung"])
+    Each has `bracket`, `rung`, `epoch`, `alive`, `keep`, `cutoff`, `kept`, `stopped` and per
+    combination a line (`combinations`: rank, entry, verdict, reason, val_accuracy, val_loss,
+    replicates, finished, errors). No timings: the same records give the same file byte for byte;
+    time spent is in each run's rung records and history."""
+    directory = Path(directory)
+    paths = [*directory.glob("rung-*.json"), *directory.glob("bracket-*/rung-*.json")]
+    return sorted((read_decision(path) for path in paths), key=lambda decision: (_bracket(decision), decision["rung"]))
+
+
+def _brackets(plan: dict) -> list[dict]:
+    return plan.get("brackets") or [{"bracket": 1, "rungs": plan["rungs"], "entries": plan["entries"]}]
 
 
 def sweep_summary(plan: dict, decisions: list[dict]) -> dict:
-    """What the report says of a halving sweep, from its plan and its decisions so far (in rung order):
-    the combinations that reached each rung, the epochs that trains, and the full grid's epochs."""
-    reached = [len(plan["entries"]), *(len(decision["kept"]) for decision in decisions)]
-    rungs, epochs, before = [], 0, 0
-    for rung, (count, epoch) in enumerate(zip(reached, plan["rungs"]), 1):
-        rungs.append({"rung": rung, "epoch": epoch, "combinations": count, "runs": count * plan["replicates"]})
-        epochs += count * plan["replicates"] * (epoch - before)
-        before = epoch
-    return {"sweep": plan["sweep"], "rungs": rungs, "epochs": epochs,
+    """What the report says of a halving sweep, from its plan (mnist3d.config.halving.HalvingPlan.as_param)
+    and its decisions so far (read_sweep_decisions): per bracket, the combinations that reached each of
+    its rungs (`rungs`: bracket 1's); the furthest epoch each combination trained to over its brackets
+    (`furthest`), whose sum over the runs is the epochs trained (`epochs`); and the full grid's epochs."""
+    brackets, furthest = [], {}
+    for bracket in _brackets(plan):
+        own = sorted((decision for decision in decisions if _bracket(decision) == bracket["bracket"]),
+                     key=lambda decision: decision["rung"])
+        reached = [list(bracket["entries"]), *(decision["kept"] for decision in own)]
+        rungs = []
+        for rung, (entries, epoch) in enumerate(zip(reached, bracket["rungs"]), 1):
+            rungs.append({"rung": rung, "epoch": epoch, "combinations": len(entries),
+                          "runs": len(entries) * plan["replicates"]})
+            furthest.update({entry: max(epoch, furthest.get(entry, 0)) for entry in entries})
+        brackets.append({"bracket": bracket["bracket"], "rungs": rungs})
+    return {"sweep": plan["sweep"], "rungs": brackets[0]["rungs"], "brackets": brackets,
+            "furthest": dict(sorted(furthest.items())),
+            "epochs": plan["replicates"] * sum(furthest.values()),
             "full_grid_epochs": len(plan["entries"]) * plan["replicates"] * plan["epochs"]}
