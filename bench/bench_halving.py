@@ -9,7 +9,7 @@ chooses) is the full grid's best entry or tied with it by the workflow's own ver
 
   python3 bench/bench_halving.py                                  # config/models-halving.yaml: hours on 2 CPUs
   python3 bench/bench_halving.py --models tiny.yaml --configfile config/test/config.yaml   # a check
-  python3 bench/bench_halving.py --replay bench-halving/full/results --halving 2,3 --halving 1,2
+  python3 bench/bench_halving.py --replay bench-halving/full/results --halving 2,3 --halving 1,3,2
 
 --replay decides other halving settings from a full grid's histories without training: a run that
 goes on from a rung is the run trained straight through (tests/test_halving_workflow.py), so each
@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from mnist3d.config.halving import rung_epochs  # noqa: E402
+from mnist3d.config.halving import bracket_entries, bracket_size, rung_epochs  # noqa: E402
 from mnist3d.results.halving import decide  # noqa: E402
 from mnist3d.results.metrics import read_entry_table  # noqa: E402
 from mnist3d.results.stats import standing  # noqa: E402
@@ -79,23 +79,30 @@ def read_histories(results: Path) -> dict[str, list[dict]]:
     return histories
 
 
-def replay(histories: dict[str, list[dict]], min_epochs: int, eta: int) -> tuple[tuple[int, ...], int, str]:
-    """(rungs, epochs trained, pick) of successive halving decided on the full grid's histories."""
+def replay(histories: dict[str, list[dict]], min_epochs: int, eta: int, brackets: int = 1,
+           sweep: str = "halving-27") -> tuple[tuple[int, ...], int, str]:
+    """(rungs, epochs trained, pick) of successive halving (Hyperband with `brackets` > 1) decided on
+    the full grid's histories; `sweep` names the sweep, which chooses each later bracket's entries."""
     epochs = min(len(rows) for rows in histories.values())
     rungs = rung_epochs(min_epochs, eta, epochs)
-    plan = {"sweep": "replay", "eta": eta, "rungs": list(rungs)}
-    alive, trained, before = sorted(histories), 0, 0
-    for rung, epoch in enumerate(rungs, 1):
-        trained += len(alive) * (epoch - before)
-        before = epoch
-        if rung == len(rungs):
-            break
-        records = [{"run": f"{entry}/rep1", "entry": entry, "replicate": 1, "epoch": epoch, "status": "ok",
-                    "error": None, "val_accuracy": float(histories[entry][epoch - 1]["val_accuracy"]),
-                    "val_loss": float(histories[entry][epoch - 1]["val_loss"])} for entry in alive]
-        alive = decide(plan, rung, alive, records)["kept"]
-    pick = max(alive, key=lambda entry: (float(histories[entry][-1]["val_accuracy"]), entry))
-    return rungs, trained, pick
+    furthest = dict.fromkeys(histories, 0)
+    for bracket in range(1, brackets + 1):
+        own_rungs = rungs[bracket - 1:]
+        size = bracket_size(len(histories), len(rungs), len(own_rungs), bracket, eta)
+        alive = list(bracket_entries(sweep, bracket, histories, size))
+        plan = {"sweep": "replay", "eta": eta, "rungs": list(own_rungs)}
+        for rung, epoch in enumerate(own_rungs, 1):
+            for entry in alive:
+                furthest[entry] = max(furthest[entry], epoch)
+            if rung == len(own_rungs):
+                break
+            records = [{"run": f"{entry}/rep1", "entry": entry, "replicate": 1, "epoch": epoch, "status": "ok",
+                        "error": None, "val_accuracy": float(histories[entry][epoch - 1]["val_accuracy"]),
+                        "val_loss": float(histories[entry][epoch - 1]["val_loss"])} for entry in alive]
+            alive = decide(plan, rung, alive, records)["kept"]
+    finished = [entry for entry, epoch in furthest.items() if epoch == epochs]
+    pick = max(finished, key=lambda entry: (float(histories[entry][-1]["val_accuracy"]), entry))
+    return rungs, sum(furthest.values()), pick
 
 
 def verdict_of(pick: str, facts: dict) -> str:
@@ -113,9 +120,9 @@ def print_replays(results: Path, settings: list[str]) -> None:
     print(f"full grid: {len(histories)} runs, {full_epochs} epochs; best {facts['best_entry']} "
           f"({facts['best_mean']:.4f})")
     for setting in settings:
-        min_epochs, eta = (int(value) for value in setting.split(","))
-        rungs, trained, pick = replay(histories, min_epochs, eta)
-        print(f"min_epochs {min_epochs}, eta {eta}: rungs {', '.join(map(str, rungs))}; {trained} epochs "
+        min_epochs, eta, brackets = ([int(value) for value in setting.split(",")] + [1])[:3]
+        rungs, trained, pick = replay(histories, min_epochs, eta, brackets)
+        print(f"min_epochs {min_epochs}, eta {eta}, brackets {brackets}: rungs {', '.join(map(str, rungs))}; {trained} epochs "
               f"({trained / full_epochs:.0%}); pick {pick} ({float(test[pick]):.4f}): {verdict_of(pick, facts)}")
 
 
@@ -126,7 +133,7 @@ def main() -> None:
     parser.add_argument("--workdir", default="bench-halving", help="where the two copies go (replaced)")
     parser.add_argument("--cores", default="2")
     parser.add_argument("--replay", type=Path, help="a full grid's results/ folder: decide other settings on it")
-    parser.add_argument("--halving", action="append", default=[], metavar="MIN_EPOCHS,ETA",
+    parser.add_argument("--halving", action="append", default=[], metavar="MIN_EPOCHS,ETA[,BRACKETS]",
                         help="with --replay: a setting to decide (repeatable)")
     arguments = parser.parse_args()
     if arguments.replay:

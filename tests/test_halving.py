@@ -2,6 +2,7 @@
 what a training job goes on from, and the retry rule."""
 
 import json
+import re
 import textwrap
 
 import pytest
@@ -167,6 +168,22 @@ def test_a_decision_ranks_by_mean_validation_accuracy_then_loss_then_name():
     assert json.loads(json.dumps(decision)) == decision
     same = decide({**PLAN, "replicates": 1}, 1, ["h.c1", "h.c0"], [record("h.c1", 1, 0.5), record("h.c0", 1, 0.5)])
     assert same["kept"] == ["h.c0"] and "the name decides" in same["combinations"][1]["reason"]
+
+
+def test_a_reason_prints_the_digits_that_tell_a_near_tie_from_the_cut_off():
+    # Means of replicates differ from a cut-off by a rounding hair: the reason must not read "0.1000
+    # below the cut-off 0.1000".
+    plan = {**PLAN, "eta": 2}
+    records = [record("h.c0", 1, 0.1), record("h.c0", 2, 0.2), record("h.c1", 1, 0.15), record("h.c1", 2, 0.15)]
+    mean_c0, mean_c1 = (0.1 + 0.2) / 2, 0.15
+    assert mean_c0 > mean_c1 and f"{mean_c0:.4f}" == f"{mean_c1:.4f}"
+    decision = decide(plan, 1, ["h.c0", "h.c1"], records)
+    kept, stopped = decision["combinations"]
+    assert (kept["entry"], stopped["entry"]) == ("h.c0", "h.c1")
+    reason = stopped["reason"]
+    assert "below the cut-off" in reason
+    shown = [float(text) for text in re.findall(r"\d\.\d+", reason)]
+    assert len(shown) == 2 and shown[0] < shown[1], reason
 
 
 def test_a_failed_combination_counts_last_and_never_goes_on():

@@ -395,3 +395,7 @@ def test_a_run_stopped_by_halving_keeps_its_numbers_and_is_no_failure(tmp_path):
     # Shown, never compared as if it had finished.
     assert metrics.best_run(table) == "good/rep1"
     assert list(metrics._finished(table)["run"]) == ["good/rep1"]
+    # Finished replicates count "ok" runs only.
+    assert table.set_index("run").loc["slow/rep1", "entry_replicates_ok"] == 0
+    entries = metrics.entry_table(table).set_index("entry")
+    assert entries.loc["slow", "replicates_ok"] == 0 and entries.loc["good", "replicates_ok"] == 1

@@ -57,6 +57,15 @@ def _rank_key(row: dict):
     return (failed, 0.0 if failed else -row[MEASURE], 0.0 if failed else row["val_loss"], row["entry"])
 
 
+def _digits(value: float, other: float) -> str:
+    """`value` to 4 decimals, or to as many as it takes to tell it from `other` (a replicates' mean a
+    hair below the cut-off must not read as equal to it)."""
+    for decimals in range(4, 16):
+        if value == other or f"{value:.{decimals}f}" != f"{other:.{decimals}f}":
+            return f"{value:.{decimals}f}"
+    return repr(value)
+
+
 def _reason(row: dict, rank: int, alive: int, keep: int, cutoff: dict | None, plan: dict, epoch: int) -> str:
     where = f"rank {rank} of {alive}"
     if row[MEASURE] is None:
@@ -67,10 +76,11 @@ def _reason(row: dict, rank: int, alive: int, keep: int, cutoff: dict | None, pl
     if cutoff is None:
         return f"{text}: no combination goes on"
     if row[MEASURE] < cutoff[MEASURE]:
-        return f"{text}: below the cut-off {cutoff[MEASURE]:.4f} ({cutoff['entry']}, rank {keep})"
+        return (f"{where}, {MEASURE} {_digits(row[MEASURE], cutoff[MEASURE])}: below the cut-off "
+                f"{_digits(cutoff[MEASURE], row[MEASURE])} ({cutoff['entry']}, rank {keep})")
     if row["val_loss"] > cutoff["val_loss"]:
-        return (f"{text} ties the cut-off ({cutoff['entry']}, rank {keep}); its val_loss {row['val_loss']:.4f} is "
-                f"higher than {cutoff['val_loss']:.4f}")
+        return (f"{text} ties the cut-off ({cutoff['entry']}, rank {keep}); its val_loss {_digits(row['val_loss'], cutoff['val_loss'])} "
+                f"is higher than {_digits(cutoff['val_loss'], row['val_loss'])}")
     return f"{text} and val_loss tie the cut-off ({cutoff['entry']}, rank {keep}); the name decides"
 
 

@@ -203,7 +203,7 @@ def runs_table(
     table["replicate"] = table["replicate"].astype(int)
 
     grouped = table.groupby("entry", sort=False)["test_accuracy"]
-    table["entry_replicates_ok"] = grouped.transform("count").astype(int)
+    table["entry_replicates_ok"] = _finished_mask(table).groupby(table["entry"], sort=False).transform("sum").astype(int)
     table["entry_test_accuracy_mean"] = grouped.transform("mean")
     table["entry_test_accuracy_std"] = grouped.transform(lambda values: values.std(ddof=1))
     return table
@@ -229,8 +229,13 @@ def _load(metrics_paths, history_paths, predictions_paths, sweeps):
     return runs_table(runs, predictions, sweeps), predictions
 
 
+def _finished_mask(table: pd.DataFrame) -> pd.Series:
+    # Stopped runs (halving) have a test accuracy too, at the epoch they stopped: not finished.
+    return (table["status"] == "ok") & table["test_accuracy"].notna()
+
+
 def _finished(table: pd.DataFrame) -> pd.DataFrame:
-    return table[(table["status"] == "ok") & table["test_accuracy"].notna()]
+    return table[_finished_mask(table)]
 
 
 def ranked_runs(table: pd.DataFrame) -> pd.DataFrame:
@@ -281,7 +286,7 @@ def entry_table(table: pd.DataFrame, predictions: dict[str, Predictions] | None 
         {
             "sweep": grouped["sweep"].first() if "sweep" in table else "",
             "replicates": grouped.size(),
-            "replicates_ok": grouped["test_accuracy"].count(),
+            "replicates_ok": _finished_mask(table).groupby(table["entry"], sort=False).sum(),
         }
     )
     for measure in SUMMARISED_MEASURES:
