@@ -80,6 +80,20 @@ def entry_run_files(entry, name):
     ]
 
 
+def halving_run_files(name):
+    """An input function: `name` in the directory of every run of the halving sweep {sweep}."""
+
+    def files(wildcards):
+        entries = set(HALVING[wildcards.sweep].entries)
+        return [
+            f"{RUN_DIR}/{name}".format(entry=run.entry, replicate=run.replicate)
+            for run in RUNS
+            if run.entry in entries
+        ]
+
+    return files
+
+
 def run_params(wildcards):
     """The resolved parameters of one run: a change to them (and only to them) retrains it."""
     run = run_id(wildcards.entry, wildcards.replicate)

@@ -236,16 +236,8 @@ rule plot_sweep:
 # The runs of a halving sweep over their epochs, with the rung cut-offs from its decisions.
 rule plot_halving:
     input:
-        metrics=lambda wildcards: [
-            path
-            for entry in HALVING[wildcards.sweep].entries
-            for path in entry_run_files(entry, "metrics.json")
-        ],
-        histories=lambda wildcards: [
-            path
-            for entry in HALVING[wildcards.sweep].entries
-            for path in entry_run_files(entry, "history.csv")
-        ],
+        metrics=halving_run_files("metrics.json"),
+        histories=halving_run_files("history.csv"),
         decisions=halving_decision_files,
         code=code_files("mnist3d.plots.halving"),
     output:
