@@ -7,7 +7,7 @@ and whether halving's pick (the finished run with the best validation accuracy: 
 chooses) is the full grid's best entry or tied with it by the workflow's own verdicts
 (mnist3d.results.stats.standing on the full grid's results/metrics_by_entry.csv).
 
-  python3 bench/bench_halving.py                                  # config/models-halving.yaml: hours on 2 CPUs
+  python3 bench/bench_halving.py                                  # config/models-halving.yaml: about an hour on 2 CPUs
   python3 bench/bench_halving.py --models tiny.yaml --configfile config/test/config.yaml   # a check
   python3 bench/bench_halving.py --replay bench-halving/full/results --halving 2,3 --halving 1,3,2
 
