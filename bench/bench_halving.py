@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from mnist3d.config.halving import bracket_entries, bracket_size, rung_epochs  # noqa: E402
 from mnist3d.results.halving import decide  # noqa: E402
 from mnist3d.results.metrics import read_entry_table  # noqa: E402
+from mnist3d.results.rungs import rung_record  # noqa: E402
 from mnist3d.results.stats import standing  # noqa: E402
 
 PARTS = ("Snakefile", "rules", "scripts", "config", "profiles", "envs")
@@ -75,7 +76,8 @@ def read_histories(results: Path) -> dict[str, list[dict]]:
     """Each entry's (replicate 1's) history rows of a full grid's results/ folder."""
     histories = {}
     for path in sorted(results.glob("runs/*/rep1/history.csv")):
-        histories[path.parent.parent.name] = list(csv.DictReader(path.open()))
+        rows = csv.DictReader(path.open())
+        histories[path.parent.parent.name] = [{name: float(value) for name, value in row.items()} for row in rows]
     return histories
 
 
@@ -96,9 +98,7 @@ def replay(histories: dict[str, list[dict]], min_epochs: int, eta: int, brackets
                 furthest[entry] = max(furthest[entry], epoch)
             if rung == len(own_rungs):
                 break
-            records = [{"run": f"{entry}/rep1", "entry": entry, "replicate": 1, "epoch": epoch, "status": "ok",
-                        "error": None, "val_accuracy": float(histories[entry][epoch - 1]["val_accuracy"]),
-                        "val_loss": float(histories[entry][epoch - 1]["val_loss"])} for entry in alive]
+            records = [rung_record(f"{entry}/rep1", entry, 1, epoch, histories[entry]) for entry in alive]
             alive = decide(plan, rung, alive, records)["kept"]
     finished = [entry for entry, epoch in furthest.items() if epoch == epochs]
     pick = max(finished, key=lambda entry: (float(histories[entry][-1]["val_accuracy"]), entry))
