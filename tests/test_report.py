@@ -360,8 +360,8 @@ def test_sweeps_get_a_section_each_with_their_entries_ranked(tmp_path):
 
 
 def example_sweep(root: Path) -> tuple[list[Path], dict]:
-    """The 18 runs of config/models-sweep.yaml (3 learning rates x 2 dropouts, 3 replicates) under
-    their real long names, and the sweep's spec as the rules give it."""
+    """18 runs of a sweep shaped like config/models-sweep.yaml's (3 learning rates x 2 dropouts, 3
+    replicates) under their real long names, and the sweep's spec as the rules give it."""
     grid = {"dropout": [0.25, 0.5], "learning_rate": [1.0e-4, 1.0e-3, 3.0e-3]}
     spec, directories = {"name": "lr-dropout", "fields": sorted(grid), "entries": {}}, []
     for dropout, rate in itertools.product(grid["dropout"], grid["learning_rate"]):
