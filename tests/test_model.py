@@ -299,12 +299,17 @@ def test_plain_keras_in_a_fresh_process_reproduces_every_design(keras, tmp_path)
         np.savez(tmp_path / f"{name}.npz", probabilities=stock.predict(x, batch_size=8, verbose=0))
         paths.append(str(tmp_path / name))
     environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    # The same kernels as this process: on AVX2-only CPUs oneDNN is off by default, and an earlier
+    # test may have set TF_ENABLE_ONEDNN_OPTS after TensorFlow was imported here with another value.
+    from tensorflow.python.util import _pywrap_util_port
+
+    onednn = "1" if _pywrap_util_port.IsMklEnabled() else "0"
     result = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS, json.dumps(paths), str(tmp_path / "grids.npz")],
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        env={**environment, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env={**environment, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": onednn},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"reproduced {len(DESIGNS)}" in result.stdout
