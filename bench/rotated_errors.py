@@ -84,7 +84,7 @@ def pose_density(rotations) -> np.ndarray:
 
 def pose_ambiguity(samples: int = 200_000, seed: int = 0) -> dict[str, float]:
     """Share of the recipe's rotations whose twin (the digit half-turned first) is the likelier pose,
-    per half-turn axis. x is the axis through the digit's plane after the recipe's Ry(90)."""
+    per half-turn axis. x is the normal of the digit's plane (its extrusion) after the recipe's Ry(90)."""
     from scipy.spatial.transform import Rotation
 
     angles = np.random.default_rng(seed).normal(size=(samples, 3)) * ANGLE_STDS
