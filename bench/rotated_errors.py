@@ -7,7 +7,7 @@ its accuracy, the most confused digit pairs (both directions counted together), 
 that fall in pairs a rotation maps onto each other, and the accuracy if each such pair counted as one
 class. 6 and 9 are one half-turn apart in the digit's plane; 2 and 5 are close to mirror images, and
 a half-turn about an in-plane axis mirrors a digit extruded symmetrically in depth, as the recipe's
-are. See bench/README.md ("Round 7").
+are. See bench/README.md ("What limits the rotated half").
 
     python3 bench/rotated_errors.py --pose-ambiguity   # a few seconds, no run needed
 
