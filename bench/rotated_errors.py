@@ -27,7 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from mnist3d.data import recipe  # noqa: E402
-from mnist3d.results.confusion import confusion_counts  # noqa: E402
+from mnist3d.results.confusion import confusion_counts, rotation_known  # noqa: E402
+from mnist3d.results.runfiles import read_prediction_arrays  # noqa: E402
 
 ROTATION_PAIRS = ((6, 9), (2, 5))
 # recipe.rotated_noisy_copy's angle stds in radians, in scipy's extrinsic "zyx" order (z, y, x).
@@ -50,9 +51,11 @@ def merged_accuracy(y_true: np.ndarray, y_pred: np.ndarray, pairs) -> float:
 
 
 def report(run: Path, top: int) -> str:
-    with np.load(run / "predictions.npz") as predictions:
-        rotated = predictions["test_rotated"].astype(bool)
-        y_true, y_pred = predictions["y_true"][rotated], predictions["y_pred"][rotated]
+    predictions = read_prediction_arrays(run / "predictions.npz")
+    if not rotation_known(predictions.get("test_rotated", [])):
+        sys.exit(f"{run}/predictions.npz: the test set does not say which grids are rotated")
+    rotated = predictions["test_rotated"] == 1
+    y_true, y_pred = predictions["y_true"][rotated], predictions["y_pred"][rotated]
     counts = confusion_counts(y_true, y_pred)
     errors = int(np.sum(y_true != y_pred))
     pairs = confused_pairs(counts)
