@@ -45,12 +45,80 @@ def copy_workflow(destination: Path) -> Path:
     return destination
 
 
+# Appended to a workflow copy's mnist3d/steplog.py (how a job logs: outside every code digest, so the
+# copy's runs keep their identity): the first training job to log a batch of epoch 3, after epoch
+# 2's checkpoint is saved, creates MARKER and sleeps there until it is killed. Every later job, the
+# resumed one included, goes on. One job wins the exclusive create; the others see the file.
+PAUSE_AT_EPOCH_3 = """
+
+_timestamped_without_pause = timestamped
+
+
+def timestamped(handle):
+    log = _timestamped_without_pause(handle)
+
+    def log_and_pause(message):
+        log(message)
+        if message.startswith("  epoch 3/"):
+            try:
+                os.close(os.open({marker!r}, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
+            time.sleep(3600)
+
+    return log_and_pause
+"""
+
+
+def pause_first_job_at_epoch_3(workdir: Path) -> Path:
+    """Makes the first training job in `workdir` stop during epoch 3 (PAUSE_AT_EPOCH_3), so that a
+    kill lands there however loaded the machine is; returns the marker file that says it has."""
+    marker = workdir / "paused-at-epoch-3"
+    with open(workdir / "scripts" / "mnist3d" / "steplog.py", "a") as handle:
+        handle.write(PAUSE_AT_EPOCH_3.format(marker=str(marker)))
+    return marker
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+# Far above any one Snakemake call of the suite on a loaded 2-core box: a job that hangs fails its
+# test, with Snakemake's output, instead of stalling CI until CI's own limit.
+RUN_TIMEOUT = 1200
+
+
+def run_to_end(command: list[str], cwd: Path, environment: dict) -> subprocess.CompletedProcess:
+    """Run `command` with its output captured. After RUN_TIMEOUT seconds, stop it (SIGTERM, which
+    Snakemake passes on to its jobs; SIGKILL a minute later) and fail with what it printed."""
+    process = subprocess.Popen(command, cwd=cwd, env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+        raise AssertionError(
+            f"{' '.join(map(str, command[1:]))} still ran after {RUN_TIMEOUT} s:\n{stdout[-4000:]}\n{stderr[-8000:]}"
+        ) from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def snakemake(workdir: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the real Snakemake command line in `workdir` on the tiny test config."""
     # Targets first: --configfile takes every word after it.
     command = [sys.executable, "-m", "snakemake", *arguments, "--cores", "2", "--configfile", TEST_CONFIG]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=environment)
+    result = run_to_end(command, workdir, environment)
     if check and result.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(arguments)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"

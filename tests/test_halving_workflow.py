@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TEST_CONFIG, copy_workflow, planned_jobs, snakemake
-from test_resume import assert_same_run, running
+from conftest import TEST_CONFIG, copy_workflow, pause_first_job_at_epoch_3, planned_jobs, running, snakemake
+from test_resume import assert_same_run
 
 from mnist3d.config.halving import bracket_entries
 from mnist3d.training import checkpoint
@@ -146,16 +146,17 @@ def saved_epochs(workdir: Path) -> list[int]:
 
 def test_snakemake_killed_in_rung_2_reaches_the_same_decisions_and_results(sweep):
     whole, killed, survivor, early, late = sweep
+    paused = pause_first_job_at_epoch_3(killed)  # a rung-2 job, which trains epochs 2 and 3
     command = [sys.executable, "-m", "snakemake", DECISIONS[1], "--cores", "2", "--configfile", TEST_CONFIG]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen(command, cwd=killed, env=environment, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 600
-        while 2 not in saved_epochs(killed):  # a rung-2 job has finished epoch 2 of its 1..3
+        while not paused.exists():  # a rung-2 job has saved epoch 2 and holds still in epoch 3
             assert process.poll() is None, "snakemake ended before rung 2 was under way"
-            assert time.monotonic() < deadline, "no rung-2 checkpoint in time"
-            time.sleep(0.02)
+            assert time.monotonic() < deadline, "no rung-2 job reached epoch 3 in time"
+            time.sleep(0.05)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -166,8 +167,9 @@ def test_snakemake_killed_in_rung_2_reaches_the_same_decisions_and_results(sweep
             while running(worker):
                 assert time.monotonic() < deadline, f"worker {worker} went on after its job was killed"
                 time.sleep(0.05)
+    assert 2 in saved_epochs(killed), "the kill left no rung-2 checkpoint of epoch 2"
     assert not (killed / DECISIONS[1]).exists()
-    assert len([key for key in states(killed) if key[1] == 3]) < 3, "killed too late: rung 2 had finished"
+    assert len([key for key in states(killed) if key[1] == 3]) < 3, "rung 2 had finished"
 
     snakemake(killed, "--unlock")
     snakemake(killed, DECISIONS[1])

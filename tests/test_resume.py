@@ -2,7 +2,8 @@
 
 In-process tests interrupt a run right after a chosen epoch's checkpoint, for the optimizers and
 schedules whose state the checkpoint must restore; the end-to-end test kills a
-real `snakemake` with SIGKILL during epoch 3 of 4 and runs it again.
+real `snakemake` with SIGKILL during epoch 3 of 4 (held there: conftest.pause_first_job_at_epoch_3)
+and runs it again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TEST_CONFIG, copy_workflow, snakemake
+from conftest import TEST_CONFIG, copy_workflow, pause_first_job_at_epoch_3, running, snakemake
 
 from mnist3d.config.runs import OPTIONAL_DEFAULTS
 from mnist3d.data import prepare
@@ -222,20 +223,12 @@ def saved_epoch(workdir: Path) -> int | None:
         return None
 
 
-def running(pid: int) -> bool:
-    """Whether `pid` still runs (a zombie waiting for its parent to reap it does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def test_snakemake_killed_during_epoch_3_resumes(tmp_path):
     whole = one_run_workflow(tmp_path / "whole")
     snakemake(whole, *TARGETS)
 
     killed = one_run_workflow(tmp_path / "killed")
+    paused = pause_first_job_at_epoch_3(killed)
     # The same data, timestamps kept, so Snakemake does not build it twice.
     shutil.copytree(whole / "results" / "data", killed / "results" / "data")
     command = [sys.executable, "-m", "snakemake", *TARGETS, "--cores", "2", "--configfile", TEST_CONFIG]
@@ -250,15 +243,15 @@ def test_snakemake_killed_during_epoch_3_resumes(tmp_path):
     )
     try:
         deadline = time.monotonic() + 600
-        while saved_epoch(killed) != 2:  # epoch 2's checkpoint is written: epoch 3 is running
+        while not paused.exists():  # epoch 2's checkpoint is written and epoch 3 holds still
             assert process.poll() is None, "snakemake ended before epoch 3"
-            assert time.monotonic() < deadline, "no checkpoint of epoch 2 in time"
-            time.sleep(0.02)
+            assert time.monotonic() < deadline, "training did not reach epoch 3 in time"
+            time.sleep(0.05)
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # snakemake and its training job, with no chance to clean up
         process.wait()
     # A warm server's worker is in the server's session: it stops when it sees its job's connection
-    # close, and until then could still write a checkpoint.
+    # close.
     log = (killed / "logs" / "train" / "solo" / "rep1.log").read_text()
     if "training in worker " in log:
         worker = int(log.split("training in worker ")[1].split()[0])
@@ -266,7 +259,7 @@ def test_snakemake_killed_during_epoch_3_resumes(tmp_path):
         while running(worker):
             assert time.monotonic() < deadline, f"worker {worker} went on after its job was killed"
             time.sleep(0.05)
-    assert saved_epoch(killed) == 2, "killed too late: epoch 3 had finished"
+    assert saved_epoch(killed) == 2, "the kill did not leave epoch 2's checkpoint"
     assert not (killed / RUN / "metrics.json").exists()
 
     # Snakemake's own lock stays behind after a SIGKILL (not after Ctrl-C): --unlock lifts it.

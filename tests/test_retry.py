@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TEST_CONFIG, TINY_DEFAULTS, copy_workflow, planned_jobs, snakemake
+from conftest import REPO, TEST_CONFIG, TINY_DEFAULTS, copy_workflow, planned_jobs, run_to_end, snakemake
 
 MODELS = TINY_DEFAULTS + """\
 runs:
@@ -26,7 +26,7 @@ def retry(workdir: Path, *options: str) -> subprocess.CompletedProcess:
     command = [sys.executable, str(REPO / "scripts" / "retry_failed.py"), *METRICS.values(),
                "--cores", "2", "--configfile", TEST_CONFIG, *options]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=environment)
+    result = run_to_end(command, workdir, environment)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 

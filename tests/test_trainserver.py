@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from conftest import running
 from test_train import TINY, prepared  # noqa: F401  (a fixture)
 
 from mnist3d.training import server as trainserver
@@ -58,14 +59,6 @@ def finished(process: subprocess.Popen, log: Path) -> str:
     text = log.read_text() if log.exists() else ""
     assert process.returncode == 0, f"client failed ({process.returncode}):\n{output}\n{text}"
     return text
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_a_job_may_use_the_server_only_on_cpu_outside_slurm():
@@ -134,12 +127,12 @@ def test_killing_the_job_stops_its_worker(prepared, tmp_path):  # noqa: F811
         assert time.monotonic() < deadline, "training never started"
         time.sleep(0.2)
     worker = int(log.read_text().split("training in worker ")[1].split()[0])
-    assert alive(worker)
+    assert running(worker)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    deadline = time.monotonic() + 10
-    while alive(worker) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while running(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not alive(worker), "the worker went on training for a job that was killed"
+    assert not running(worker), "the worker went on training for a job that was killed"
     # What it trained is kept for the next attempt: its checkpoint, not outputs.
     assert (tmp_path / "run/checkpoint").is_dir() and not (tmp_path / "run/metrics.json").exists()

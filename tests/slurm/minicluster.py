@@ -56,10 +56,16 @@ def _which(tool):
     return shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(count):
+    """`count` distinct free ports: all bound at once, so the kernel cannot hand out one twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 class ClusterError(RuntimeError):
@@ -106,10 +112,11 @@ class MiniCluster:
         # ... and wants its socket directory searchable by everyone.
         for path in (self.root, self.munge_socket.parent):
             path.chmod(0o711)
+        ctld_port, slurmd_port = _free_ports(2)
         values = {
             "root": str(self.root),
-            "ctld_port": _free_port(),
-            "slurmd_port": _free_port(),
+            "ctld_port": ctld_port,
+            "slurmd_port": slurmd_port,
             "munge_socket": str(self.munge_socket),
             "cpus": max(2, os.cpu_count() or 2),
             "memory_mb": NODE_MEMORY_MB,
