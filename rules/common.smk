@@ -11,14 +11,26 @@ from mnist3d.codebase import code_digest
 from mnist3d.runid import NAME_PATTERN, RUN_ID, run_id
 from mnist3d.config.runs import RunConfigError, load_runs
 from mnist3d.config.halving import plans as halving_plans
+from mnist3d.config.settings import (
+    SettingsError,
+    check_settings,
+    read_command_line_values,
+)
 from mnist3d.config.yamlfile import read_yaml
 from mnist3d.results.halving import outcome as halving_outcome, read_decision
 from mnist3d.report.figures import caption_path as figure_caption, label as figure_label
 from mnist3d.training.server import TRAINED_BY
 
+SCHEMAS = Path(workflow.basedir) / "config" / "schemas"
+# One line per mistake first; Snakemake's validate then fills in the schema's defaults.
+_settings_schema = read_yaml(SCHEMAS / "config.schema.yaml")
+config.update(read_command_line_values(config, _settings_schema))
+try:
+    check_settings(config, _settings_schema)
+except SettingsError as error:
+    raise WorkflowError(str(error)) from None
 validate(config, schema="../config/schemas/config.schema.yaml")
 
-SCHEMAS = Path(workflow.basedir) / "config" / "schemas"
 try:
     RUNS = load_runs(
         config["models"],
@@ -111,7 +123,7 @@ def data_file():
 
     A path the user chose that does not exist is a mistake, not a request for the default data.
     """
-    user_file = Path(config["data"]["file"])
+    user_file = Path(config["data"]["file"]).expanduser()
     if user_file.exists():
         return str(user_file)
     if user_file != Path(DEFAULT_DATA_FILE):
@@ -161,7 +173,7 @@ def classify_file(wildcards):
             "classifying needs the file of grids: add --config classify_file=path/to/grids.h5 "
             "(an HDF5 file with an N x 4096 or N x 16 x 16 x 16 dataset such as X_test)"
         )
-    return path
+    return os.path.expanduser(path)
 
 
 def halving_plan(entry):

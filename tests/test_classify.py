@@ -129,6 +129,23 @@ def test_read_grids_layouts_and_errors(tmp_path):
         classify.read_grids(write_h5(tmp_path / "odd.h5", X_test=np.zeros((4, 100))), "X_test")
     with pytest.raises(UserError, match="file not found"):
         classify.read_grids(tmp_path / "missing.h5")
+    with pytest.raises(UserError, match="X_test holds no grids"):
+        classify.read_grids(write_h5(tmp_path / "empty.h5", X_test=np.zeros((0, 4096))))
+
+
+@pytest.mark.parametrize("labels, usable", [
+    (np.arange(4), True),
+    (np.array([0.0, 9.0, 3.0, 1.0]), True),
+    (np.array([b"a", b"b", b"c", b"d"]), False),
+    (np.array([0.0, np.nan, 1.0, 2.0]), False),
+    (np.array([0.5, 1.0, 2.0, 3.0]), False),
+    (np.array([0, 1, 2, 10]), False),
+    (np.arange(5), False),
+])
+def test_labels_that_are_no_digits_are_left_out(tmp_path, labels, usable):
+    flat = np.zeros((4, 4096), dtype=np.float32)
+    _, _, read = classify.read_grids(write_h5(tmp_path / "grids.h5", X_test=flat, y_test=labels))
+    assert (read is not None) == usable
 
 
 def test_a_failed_run_is_refused_with_its_error(tmp_path):

@@ -5,6 +5,7 @@ import pytest
 from conftest import REPO
 
 from mnist3d.config.levers import ADAMW_WEIGHT_DECAY, LEVER_DEFAULTS
+from mnist3d.config import runs as runs_module
 from mnist3d.config.names import check_name
 from mnist3d.config.runs import OPTIONAL_DEFAULTS, RunConfigError, load_runs
 from mnist3d.training.geometry import spatial_sizes
@@ -203,13 +204,29 @@ def test_nan_in_defaults_is_refused(tmp_path):
     assert "defaults, field 'dropout'" in message
 
 
-def test_too_many_runs_fail_fast(tmp_path):
-    import time
+def test_too_many_runs_fail_before_any_run_is_built(tmp_path, monkeypatch):
+    def resolve_entry(*arguments, **options):
+        raise AssertionError("a run was built before the cap was checked")
 
-    started = time.perf_counter()
+    monkeypatch.setattr(runs_module, "resolve_entry", resolve_entry)
     message = error_of(tmp_path, DEFAULTS + "runs:\n  a: {}\n  typo: {replicates: 100000}\n")
-    assert time.perf_counter() - started < 1.0
     assert "100001 training runs" in message and "max_runs = 500" in message and "config/config.yaml" in message
+
+
+def test_a_run_name_too_long_for_a_folder_is_an_error(tmp_path):
+    assert runs_of(tmp_path, DEFAULTS + f"runs:\n  {'a' * 100}: {{}}\n")
+    message = error_of(tmp_path, DEFAULTS + f"runs:\n  {'a' * 101}: {{}}\n")
+    assert message.endswith(f"run '{'a' * 101}': the name has 101 characters; at most 100")
+
+
+def test_a_models_file_that_cannot_be_read_is_named(tmp_path):
+    (tmp_path / "latin1.yaml").write_bytes(DEFAULTS.encode() + "runs:\n  # café\n  a: {}\n".encode("latin-1"))
+    message = str(pytest.raises(RunConfigError, load_runs, tmp_path / "latin1.yaml", SCHEMAS / "run.schema.yaml",
+                                SCHEMAS / "models.schema.yaml").value)
+    assert message == f"{tmp_path / 'latin1.yaml'}: line 13: not UTF-8 text (invalid continuation byte); save the file as UTF-8"
+    message = str(pytest.raises(RunConfigError, load_runs, tmp_path, SCHEMAS / "run.schema.yaml",
+                                SCHEMAS / "models.schema.yaml").value)
+    assert message == f"{tmp_path}: is a folder; name the models file inside it"
 
 
 def test_no_runs_at_all_is_an_error(tmp_path):
@@ -276,8 +293,14 @@ def test_levers_whose_default_depends_on_another_field_are_written_out(tmp_path)
      "field 'warmup_epochs': warmup_epochs applies to lr_schedule warmup_cosine or one_cycle, not 'cosine'"),
     ("{lr_schedule: warmup_cosine, warmup_epochs: 3}",
      "field 'warmup_epochs': warmup_epochs 3 leaves no epoch after the warm-up of 3 epochs"),
+    # The warm-up the user left out is filled in: the field they wrote is the one to change.
     ("{lr_schedule: one_cycle, epochs: 1}",
+     "field 'epochs': lr_schedule 'one_cycle' warms up for at least 1 epoch, so it needs 2 epochs or more, not 1"),
+    ("{lr_schedule: one_cycle, epochs: 1, warmup_epochs: 1}",
      "field 'warmup_epochs': warmup_epochs 1 leaves no epoch after the warm-up of 1 epochs"),
+    ("{seed: 4294967296}", "field 'seed': 4294967296 is greater than the maximum of 4294967295"),
+    ("{seed: 4294967295, replicates: 2}",
+     "field 'seed': replicate 2 would use seed 4294967296, above 4294967295, the largest NumPy takes"),
     ("{activation: tanh}", "field 'activation': 'tanh' is not one of"),
     ("{convs_per_block: 5}", "field 'convs_per_block': 5 is greater than the maximum of 4"),
     ("{dense: [64, 0]}", "field 'dense.1': 0 is less than the minimum of 1"),

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema
 
 from mnist3d.config.levers import WARMUP_SCHEDULES, implied_levers, without_default_levers
-from mnist3d.config.names import check_name, unknown_field
+from mnist3d.config.names import MAX_NAME_LENGTH, check_name, unknown_field
 from mnist3d.config.sweeps import SweepError, check_no_clash, expand_sweeps
 from mnist3d.config.yamlfile import RunConfigError, read_yaml
 from mnist3d.runid import run_id
@@ -25,6 +26,8 @@ NOT_TRAINING_PARAMS = ("replicates",)
 # Runs a models file may ask for unless config/config.yaml's max_runs says otherwise: enough for
 # real sweeps, few enough that a typo (replicates: 100000) fails in a second instead of hanging.
 DEFAULT_MAX_RUNS = 500
+# Replicate k trains with seed + k - 1, which Keras hands to NumPy: at most 2^32 - 1.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -106,13 +109,17 @@ def canonical_params(params: dict, run_schema: dict) -> dict:
     return without_default_levers(typed)
 
 
-def check_levers(params: dict) -> None:
-    """Combinations of levers the schema cannot reject alone; LayerError names the field."""
+def check_levers(params: dict, implied: Collection[str] = ()) -> None:
+    """Combinations of levers the schema cannot reject alone; LayerError names the field the user
+    wrote (not one of the `implied` ones, filled in from the others)."""
     if "warmup_epochs" in params:
         if params.get("lr_schedule") not in WARMUP_SCHEDULES:
             raise LayerError("warmup_epochs", f"warmup_epochs applies to lr_schedule {' or '.join(WARMUP_SCHEDULES)}, "
                                               f"not {params.get('lr_schedule', 'constant')!r}")
         if params["warmup_epochs"] >= params["epochs"]:
+            if "warmup_epochs" in implied:
+                raise LayerError("epochs", f"lr_schedule {params['lr_schedule']!r} warms up for at least 1 epoch, "
+                                           f"so it needs 2 epochs or more, not {params['epochs']}")
             raise LayerError("warmup_epochs", f"warmup_epochs {params['warmup_epochs']} leaves no epoch after the "
                                               f"warm-up of {params['epochs']} epochs")
 
@@ -158,13 +165,20 @@ def resolve_entry(entry: str, overrides: dict, defaults: dict, run_schema: dict,
     params = {**defaults, **(overrides or {})}
     _check_finite(params, where)
     _validate(params, run_schema, where)
-    params = {**params, **implied_levers(params)}
+    implied = implied_levers(params)
+    params = {**params, **implied}
     try:
         check_layers(params)
-        check_levers(params)
+        check_levers(params, implied)
     except LayerError as error:
         raise RunConfigError(f"{where}, field '{error.field}': {error}") from None
     params = canonical_params({**OPTIONAL_DEFAULTS, **params}, run_schema)
+    last_seed = params["seed"] + params["replicates"] - 1
+    if last_seed > MAX_SEED:
+        raise RunConfigError(
+            f"{where}, field 'seed': replicate {params['replicates']} would use seed {last_seed}, above "
+            f"{MAX_SEED}, the largest NumPy takes; lower seed or replicates"
+        )
     runs = []
     for replicate in range(1, params["replicates"] + 1):
         run_params = {k: v for k, v in params.items() if k not in NOT_TRAINING_PARAMS}
@@ -210,6 +224,8 @@ def load_runs(models_path: str | Path, run_schema_path: str | Path, models_schem
             check_name(entry)
         except ValueError as error:
             raise RunConfigError(f"{where}: {error}") from None
+        if len(entry) > MAX_NAME_LENGTH:  # it names the run's folders, and most file systems stop at 255
+            raise RunConfigError(f"{where}: the name has {len(entry)} characters; at most {MAX_NAME_LENGTH}")
         runs.extend(resolve_entry(entry, overrides, defaults, run_schema, where))
     for sweep_entry in sweep_entries:
         where = f"{models_path}: sweep '{sweep_entry.sweep}', combination {sweep_entry.label}"

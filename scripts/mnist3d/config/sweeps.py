@@ -344,6 +344,7 @@ def expand_sweeps(sweeps: dict, where: str, max_runs: int, known_fields: list[st
         total_runs += runs
         planned.append((sweep, fixed, expand))
 
+    _check_figure_names([sweep.name for sweep, _, _ in planned], where)
     entries, owners = [], {}
     for sweep, fixed, expand in planned:
         for combination in expand():
@@ -359,6 +360,20 @@ def expand_sweeps(sweeps: dict, where: str, max_runs: int, known_fields: list[st
             owners[entry.name] = entry
             entries.append(entry)
     return entries
+
+
+# A sweep's figures share one folder: SWEEP.png, SWEEP-parallel.png and SWEEP-halving.png.
+FIGURE_SUFFIXES = {"-parallel": "parallel-coordinates", "-halving": "halving"}
+
+
+def _check_figure_names(names: list[str], where: str) -> None:
+    """Sweeps `x` and `x-parallel` (or `x-halving`) would both draw results/plots/sweeps/x-parallel.png."""
+    for name in names:
+        for suffix, figure in FIGURE_SUFFIXES.items():
+            if name.endswith(suffix) and name[: -len(suffix)] in names:
+                raise _Sweep(where, name).error(
+                    f"its figure results/plots/sweeps/{name}.png would also be the {figure} figure of sweep "
+                    f"'{name[: -len(suffix)]}'; rename a sweep")
 
 
 def check_no_clash(entries: Iterable[SweepEntry], run_names: Iterable[str], where: str) -> None:

@@ -41,11 +41,21 @@ def read_grids(path: str | Path, dataset: str | None = None) -> tuple[str, np.nd
             dataset, x, labels = _grids_and_labels(path, handle, dataset)
     except datacheck.DataError as error:
         raise UserError(f"{error} (config classify_file)") from None
+    if not len(x):
+        raise UserError(f"{path}: {dataset} holds no grids")
     if not np.all(np.isfinite(x)):
         raise UserError(f"{path}: {dataset} holds NaN or infinite values")
-    if labels is not None and labels.shape != (len(x),):
-        labels = None  # not one label per grid: classify without them
-    return dataset, x, labels
+    return dataset, x, labels if usable_labels(labels, len(x)) else None
+
+
+def usable_labels(labels: np.ndarray | None, count: int) -> bool:
+    """Whether `labels` are one digit 0-9 per grid; others (text, NaN, another shape) are left out,
+    and the grids classified without them."""
+    if labels is None or labels.shape != (count,) or not np.issubdtype(labels.dtype, np.number):
+        return False
+    with np.errstate(invalid="ignore"):
+        return bool(np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))
+                    and np.all((labels >= 0) & (labels <= 9)))
 
 
 def _grids_and_labels(path: Path, handle: h5py.File, dataset: str | None):
@@ -107,7 +117,8 @@ def classify(model_path: str | Path, grids_path: str | Path, output: str | Path,
             raise UserError(f"{metrics_path}: run {run.get('run')} failed ({run.get('error')}); it has no "
                             "trained model to classify with (python3 scripts/retry_failed.py retries it)")
     name, grids, labels = read_grids(grids_path, dataset)
-    log(f"{grids_path}: {len(grids)} grids from {name}" + (" with labels" if labels is not None else ""))
+    log(f"{grids_path}: {len(grids)} grids from {name}" + (" with labels" if labels is not None else
+                                                            ", without labels (none that are digits 0-9)"))
     if not Path(model_path).stat().st_size:
         raise UserError(f"{model_path}: empty: this run failed, it has no model")
     probabilities = predict(model_path, grids)

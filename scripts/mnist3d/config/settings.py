@@ -1,0 +1,66 @@
+"""The workflow's settings (config/config.yaml, --configfile, --config) checked against their schema,
+each mistake as one line that names the field.
+
+Imported by the Snakefile at parse time: standard library and jsonschema only.
+"""
+
+from __future__ import annotations
+
+import jsonschema
+
+from mnist3d.config.names import unknown_field
+
+WHERE = "workflow settings (config/config.yaml, --configfile or --config)"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot run; the message names the field."""
+
+
+def read_command_line_values(settings: dict, schema: dict) -> dict:
+    """`settings` with each text where the schema wants a number or a boolean read as one.
+
+    Snakemake reads `--config data='{validation_fraction: 0.2}'` with every value inside the
+    braces a string ('0.2'); a text that is not such a value is left for the check to name.
+    """
+    properties = schema.get("properties", {})
+    read = {}
+    for name, value in settings.items():
+        spec = properties.get(name, {})
+        if isinstance(value, dict):
+            read[name] = read_command_line_values(value, spec)
+        elif isinstance(value, str):
+            read[name] = _typed(value, spec.get("type"))
+        else:
+            read[name] = value
+    return read
+
+
+def _typed(text: str, kind: str | None):
+    try:
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            return float(text)
+    except ValueError:
+        return text
+    if kind == "boolean" and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def check_settings(settings: dict, schema: dict) -> None:
+    """SettingsError naming the first wrong field of `settings`, in the order of the fields."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(settings), key=lambda error: [str(part) for part in error.path])
+    if not errors:
+        return
+    error = errors[0]
+    path = [str(part) for part in error.path]
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        name = ".".join([*path, unknown[0]])
+        raise SettingsError(f"{WHERE}, field '{name}': {unknown_field(unknown[0], allowed)}")
+    name = ".".join(path) or "top level"
+    raise SettingsError(f"{WHERE}, field '{name}': {error.message}")
