@@ -87,7 +87,7 @@ def test_the_classified_csv_holds_the_recorded_probabilities(classified):
     assert [int(row["label"]) for row in rows] == labels.tolist()
     assert [row["correct"] == "True" for row in rows] == (expected.argmax(axis=1) == labels).tolist()
     log = (workdir / "logs" / "classify" / "solo" / "rep1" / "mine.log").read_text()
-    assert f"{len(rows)} grids from X_test with labels" in log
+    assert f"{len(rows)} grids from X_test, with labels" in log
 
 
 def test_classify_without_a_file_says_how(classified):

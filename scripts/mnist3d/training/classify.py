@@ -117,8 +117,8 @@ def classify(model_path: str | Path, grids_path: str | Path, output: str | Path,
             raise UserError(f"{metrics_path}: run {run.get('run')} failed ({run.get('error')}); it has no "
                             "trained model to classify with (python3 scripts/retry_failed.py retries it)")
     name, grids, labels = read_grids(grids_path, dataset)
-    log(f"{grids_path}: {len(grids)} grids from {name}" + (" with labels" if labels is not None else
-                                                            ", without labels (none that are digits 0-9)"))
+    log(f"{grids_path}: {len(grids)} grids from {name}, " + ("with labels" if labels is not None else
+                                                              "without labels (none of digits 0-9, one per grid)"))
     if not Path(model_path).stat().st_size:
         raise UserError(f"{model_path}: empty: this run failed, it has no model")
     probabilities = predict(model_path, grids)
