@@ -13,6 +13,7 @@ from mnist3d.config.runs import RunConfigError, load_runs
 from mnist3d.config.halving import plans as halving_plans
 from mnist3d.config.settings import (
     SettingsError,
+    check_generated_split,
     check_settings,
     read_command_line_values,
 )
@@ -132,6 +133,10 @@ def data_file():
             f"setting to use {DEFAULT_DATA_FILE} or the embedded default"
         )
     if config["data"]["generate_if_missing"]:
+        try:
+            check_generated_split(config["data"])
+        except SettingsError as error:
+            raise WorkflowError(str(error)) from None
         return GENERATED_DATA
     raise WorkflowError(
         f"data file {user_file} not found (config data.file); put the Kaggle 3D MNIST file there "

@@ -1,10 +1,13 @@
 """The workflow's settings: values typed from the command line, and one line per mistake."""
 
+import numpy as np
 import pytest
 from conftest import REPO, copy_workflow, snakemake
 
-from mnist3d.config.settings import WHERE, SettingsError, check_settings, read_command_line_values
+from mnist3d.config.settings import (WHERE, SettingsError, check_generated_split, check_settings,
+                                     read_command_line_values)
 from mnist3d.config.yamlfile import read_yaml
+from mnist3d.data.prepare import validation_split
 
 SCHEMA = read_yaml(REPO / "config" / "schemas" / "config.schema.yaml")
 SETTINGS = read_yaml(REPO / "config" / "config.yaml")
@@ -51,3 +54,20 @@ def test_snakemake_takes_typed_settings_and_names_a_mistyped_one(tmp_path):
     assert result.returncode != 0
     assert f"{WHERE}, field 'data.validation_fraction': 1.5 is greater than or equal to the maximum of 1" in output
     assert "exclusiveMaximum" not in output  # the message, not the schema
+
+
+@pytest.mark.parametrize("per_class, fraction", [(10, 0.1), (9, 0.1), (2, 0.5), (2, 0.6), (1, 0.5), (15, 0.2),
+                                                 (11, 0.95), (12, 0.9)])
+def test_the_generated_split_check_agrees_with_the_split_itself(per_class, fraction):
+    labels = np.repeat(np.arange(10), per_class)  # one source digit per row, two copies of each
+    try:
+        validation_split(np.repeat(labels, 2), fraction, 0, np.repeat(np.arange(len(labels)), 2))
+        splits = True
+    except ValueError:
+        splits = False
+    data = {"generated": {"train_per_class": per_class}, "validation_fraction": fraction}
+    if splits:
+        check_generated_split(data)
+    else:
+        with pytest.raises(SettingsError, match="field 'data.generated.train_per_class'"):
+            check_generated_split(data)

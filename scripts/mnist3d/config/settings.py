@@ -1,14 +1,17 @@
 """The workflow's settings (config/config.yaml, --configfile, --config) checked against their schema,
 each mistake as one line that names the field.
 
-Imported by the Snakefile at parse time: standard library and jsonschema only.
+Imported by the Snakefile at parse time: standard library, jsonschema and the package's plain modules.
 """
 
 from __future__ import annotations
 
+import math
+
 import jsonschema
 
 from mnist3d.config.names import unknown_field
+from mnist3d.grid import CLASSES
 
 WHERE = "workflow settings (config/config.yaml, --configfile or --config)"
 
@@ -64,3 +67,20 @@ def check_settings(settings: dict, schema: dict) -> None:
         raise SettingsError(f"{WHERE}, field '{name}': {unknown_field(unknown[0], allowed)}")
     name = ".".join(path) or "top level"
     raise SettingsError(f"{WHERE}, field '{name}': {error.message}")
+
+
+
+def check_generated_split(data: dict) -> None:
+    """SettingsError when the embedded data set's validation split cannot be made: it is stratified
+    over the source digits (a digit's rotated copies stay on its side), so each side needs at least
+    one digit per class (scikit-learn's rule: the validation side gets ceil(fraction x digits))."""
+    digits = data["generated"]["train_per_class"] * CLASSES
+    fraction = data["validation_fraction"]
+    validation = math.ceil(fraction * digits)
+    if min(validation, digits - validation) < CLASSES:
+        raise SettingsError(
+            f"{WHERE}, field 'data.generated.train_per_class': {digits} training digits split at "
+            f"data.validation_fraction {fraction:g} leave {validation} for validation and "
+            f"{digits - validation} for training; each side needs one digit per class ({CLASSES}), so "
+            "raise train_per_class or move validation_fraction towards 0.5"
+        )
