@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -94,22 +95,25 @@ RUN_TIMEOUT = 1200
 
 
 def run_to_end(command: list[str], cwd: Path, environment: dict) -> subprocess.CompletedProcess:
-    """Run `command` with its output captured. After RUN_TIMEOUT seconds, stop it (SIGTERM, which
-    Snakemake passes on to its jobs; SIGKILL a minute later) and fail with what it printed."""
+    """Run `command` with its output captured, in a session of its own. After RUN_TIMEOUT seconds
+    kill the session (Snakemake and every job it started, which would otherwise hold the output
+    pipes open) and fail with what it printed."""
     process = subprocess.Popen(command, cwd=cwd, env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         stdout, stderr = process.communicate(timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
-        process.terminate()
+        os.killpg(process.pid, signal.SIGKILL)
         try:
             stdout, stderr = process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            stdout, stderr = process.communicate()
+        except subprocess.TimeoutExpired:  # a job that left the session still holds a pipe
+            stdout = stderr = ""
         raise AssertionError(
             f"{' '.join(map(str, command[1:]))} still ran after {RUN_TIMEOUT} s:\n{stdout[-4000:]}\n{stderr[-8000:]}"
         ) from None
+    except BaseException:  # Ctrl-C on the tests: the session would not see it
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 

@@ -133,19 +133,22 @@ def test_read_grids_layouts_and_errors(tmp_path):
         classify.read_grids(write_h5(tmp_path / "empty.h5", X_test=np.zeros((0, 4096))))
 
 
-@pytest.mark.parametrize("labels, usable", [
-    (np.arange(4), True),
-    (np.array([0.0, 9.0, 3.0, 1.0]), True),
-    (np.array([b"a", b"b", b"c", b"d"]), False),
-    (np.array([0.0, np.nan, 1.0, 2.0]), False),
-    (np.array([0.5, 1.0, 2.0, 3.0]), False),
-    (np.array([0, 1, 2, 10]), False),
-    (np.arange(5), False),
+@pytest.mark.parametrize("labels, problem", [
+    (np.arange(4), None),
+    (np.array([0.0, 9.0, 3.0, 1.0]), None),
+    (np.array([b"a", b"b", b"c", b"d"]), "values of type |S1, not numbers"),
+    (np.array([1 + 1j, 2, 3, 4]), "values of type complex128, not numbers"),
+    (np.array([0.0, np.nan, 1.0, 2.0]), "values other than the digits 0-9"),
+    (np.array([0.5, 1.0, 2.0, 3.0]), "values other than the digits 0-9"),
+    (np.array([0, 1, 2, 10]), "values other than the digits 0-9"),
+    (np.arange(5), "shape (5,) for 4 grids"),
 ])
-def test_labels_that_are_no_digits_are_left_out(tmp_path, labels, usable):
-    flat = np.zeros((4, 4096), dtype=np.float32)
-    _, _, read = classify.read_grids(write_h5(tmp_path / "grids.h5", X_test=flat, y_test=labels))
-    assert (read is not None) == usable
+def test_labels_that_are_no_digits_are_left_out_and_logged(tmp_path, labels, problem):
+    lines = []
+    path = write_h5(tmp_path / "grids.h5", X_test=np.zeros((4, 4096), dtype=np.float32), y_test=labels)
+    _, _, read = classify.read_grids(path, log=lines.append)
+    assert (read is None) == (problem is not None)
+    assert lines == ([] if problem is None else [f"{path}: y_test left out: {problem}"])
 
 
 def test_a_failed_run_is_refused_with_its_error(tmp_path):

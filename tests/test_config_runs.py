@@ -213,10 +213,10 @@ def test_too_many_runs_fail_before_any_run_is_built(tmp_path, monkeypatch):
     assert "100001 training runs" in message and "max_runs = 500" in message and "config/config.yaml" in message
 
 
-def test_a_run_name_too_long_for_a_folder_is_an_error(tmp_path):
-    assert runs_of(tmp_path, DEFAULTS + f"runs:\n  {'a' * 100}: {{}}\n")
-    message = error_of(tmp_path, DEFAULTS + f"runs:\n  {'a' * 101}: {{}}\n")
-    assert message.endswith(f"run '{'a' * 101}': the name has 101 characters; at most 100")
+def test_a_run_name_too_long_for_its_files_is_an_error(tmp_path):
+    assert runs_of(tmp_path, DEFAULTS + f"runs:\n  {'a' * 240}: {{}}\n")
+    message = error_of(tmp_path, DEFAULTS + f"runs:\n  {'a' * 241}: {{}}\n")
+    assert message.endswith(f"run '{'a' * 241}': the name has 241 characters; at most 240")
 
 
 def test_a_models_file_that_cannot_be_read_is_named(tmp_path):

@@ -180,8 +180,8 @@ def test_configured_gpus_and_impossible_amounts(tmp_path):
 def test_busy_slots_wait_log_and_time_out(tmp_path):
     lines = []
     with held_by_another_process(tmp_path / "locks", "0"):
-        with pytest.raises(SlotError, match=r"no 1 free GPU\(s\) among 0 after 0.5 s"):
-            with gpuslots.claim(1, ["0"], tmp_path / "locks", lines.append, timeout=0.5, report_every=0):
+        with pytest.raises(SlotError, match=r"no 1 free GPU\(s\) among 0 after 2 s"):
+            with gpuslots.claim(1, ["0"], tmp_path / "locks", lines.append, timeout=2, report_every=0):
                 pass
     assert any("held: GPU 0 (pid 4242)" in line for line in lines)
     # Released on the way out: the slot is free again, and the failed claim kept nothing.

@@ -37,6 +37,11 @@ def test_command_line_texts_are_read_as_the_schema_types():
      "field 'data.validation_fraction': 1.5 is greater than or equal to the maximum of 1"),
     ({"train": {"threads": "two"}}, "field 'train.threads': 'two' is not of type 'integer'"),
     ({"data": {"split_seed": 2**32}}, "field 'data.split_seed': 4294967296 is greater than the maximum of 4294967295"),
+    ({"data": {"validation_fraction": float("nan")}}, "field 'data.validation_fraction': nan is not a finite number"),
+    ({"train": {"warm_server_idle": float("inf")}}, "field 'train.warm_server_idle': inf is not a finite number"),
+    # --config 'train={warm_server_idle: inf}' comes as text, and stays text
+    (read_command_line_values({"train": {"warm_server_idle": "inf"}}, SCHEMA),
+     "field 'train.warm_server_idle': 'inf' is not of type 'number'"),
 ])
 def test_a_wrong_setting_is_one_line_naming_the_field(settings, expected):
     with pytest.raises(SettingsError) as caught:

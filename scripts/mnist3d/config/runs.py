@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 
 from mnist3d.config.levers import WARMUP_SCHEDULES, implied_levers, without_default_levers
-from mnist3d.config.names import MAX_NAME_LENGTH, check_name, unknown_field
+from mnist3d.config.names import check_name, unknown_field
 from mnist3d.config.sweeps import SweepError, check_no_clash, expand_sweeps
 from mnist3d.config.yamlfile import RunConfigError, read_yaml
 from mnist3d.runid import run_id
@@ -28,6 +28,9 @@ NOT_TRAINING_PARAMS = ("replicates",)
 DEFAULT_MAX_RUNS = 500
 # Replicate k trains with seed + k - 1, which Keras hands to NumPy: at most 2^32 - 1.
 MAX_SEED = 2**32 - 1
+# A hand-written run name names files such as results/plots/entries/NAME.png, written first as
+# .NAME.<8 hex digits>.png (mnist3d.atomic): 240 keeps each within a file name's 255 characters.
+MAX_RUN_NAME_LENGTH = 240
 
 
 @dataclass(frozen=True)
@@ -224,8 +227,8 @@ def load_runs(models_path: str | Path, run_schema_path: str | Path, models_schem
             check_name(entry)
         except ValueError as error:
             raise RunConfigError(f"{where}: {error}") from None
-        if len(entry) > MAX_NAME_LENGTH:  # it names the run's folders, and most file systems stop at 255
-            raise RunConfigError(f"{where}: the name has {len(entry)} characters; at most {MAX_NAME_LENGTH}")
+        if len(entry) > MAX_RUN_NAME_LENGTH:
+            raise RunConfigError(f"{where}: the name has {len(entry)} characters; at most {MAX_RUN_NAME_LENGTH}")
         runs.extend(resolve_entry(entry, overrides, defaults, run_schema, where))
     for sweep_entry in sweep_entries:
         where = f"{models_path}: sweep '{sweep_entry.sweep}', combination {sweep_entry.label}"

@@ -44,7 +44,8 @@ def _typed(text: str, kind: str | None):
         if kind == "integer":
             return int(text)
         if kind == "number":
-            return float(text)
+            number = float(text)
+            return number if math.isfinite(number) else text  # 'nan', 'inf': no setting means them
     except ValueError:
         return text
     if kind == "boolean" and text.lower() in ("true", "false"):
@@ -54,6 +55,7 @@ def _typed(text: str, kind: str | None):
 
 def check_settings(settings: dict, schema: dict) -> None:
     """SettingsError naming the first wrong field of `settings`, in the order of the fields."""
+    _check_finite(settings, [])
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(settings), key=lambda error: [str(part) for part in error.path])
     if not errors:
@@ -68,6 +70,15 @@ def check_settings(settings: dict, schema: dict) -> None:
     name = ".".join(path) or "top level"
     raise SettingsError(f"{WHERE}, field '{name}': {error.message}")
 
+
+
+def _check_finite(settings: dict, path: list[str]) -> None:
+    """JSON Schema's `number` admits NaN and infinity (`.nan`, `.inf` in YAML), which no setting means."""
+    for name, value in settings.items():
+        if isinstance(value, dict):
+            _check_finite(value, [*path, str(name)])
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise SettingsError(f"{WHERE}, field '{'.'.join([*path, str(name)])}': {value!r} is not a finite number")
 
 
 def check_generated_split(data: dict) -> None:

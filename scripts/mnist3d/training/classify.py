@@ -30,32 +30,40 @@ def _is_grids(dataset) -> bool:
         (len(dataset.shape) == 2 and dataset.shape[1] == VOXELS) or dataset.shape[1:] == GRID_SHAPE)
 
 
-def read_grids(path: str | Path, dataset: str | None = None) -> tuple[str, np.ndarray, np.ndarray | None]:
+def read_grids(path: str | Path, dataset: str | None = None, log=None) -> tuple[str, np.ndarray, np.ndarray | None]:
     """(dataset name, (N, 16, 16, 16, 1) float32 grids, labels or None) from the HDF5 file `path`.
 
-    Without `dataset`: the file's only dataset of grids, or X_test when there are several.
+    Without `dataset`: the file's only dataset of grids, or X_test when there are several. Labels
+    that are not one digit 0-9 per grid are left out, with a line to `log` saying why.
     """
     path = Path(path)
     try:
         with datacheck.open_h5(path) as handle:
-            dataset, x, labels = _grids_and_labels(path, handle, dataset)
+            dataset, x, label_name, labels = _grids_and_labels(path, handle, dataset)
     except datacheck.DataError as error:
         raise UserError(f"{error} (config classify_file)") from None
     if not len(x):
         raise UserError(f"{path}: {dataset} holds no grids")
     if not np.all(np.isfinite(x)):
         raise UserError(f"{path}: {dataset} holds NaN or infinite values")
-    return dataset, x, labels if usable_labels(labels, len(x)) else None
+    if labels is not None and (problem := label_problem(labels, len(x))):
+        if log is not None:
+            log(f"{path}: {label_name} left out: {problem}")
+        labels = None
+    return dataset, x, labels
 
 
-def usable_labels(labels: np.ndarray | None, count: int) -> bool:
-    """Whether `labels` are one digit 0-9 per grid; others (text, NaN, another shape) are left out,
-    and the grids classified without them."""
-    if labels is None or labels.shape != (count,) or not np.issubdtype(labels.dtype, np.number):
-        return False
+def label_problem(labels: np.ndarray, count: int) -> str | None:
+    """Why `labels` are not one digit 0-9 per grid, or None when they are."""
+    if labels.shape != (count,):
+        return f"shape {labels.shape} for {count} grids"
+    if labels.dtype.kind not in "iuf":  # whole or real numbers: not text, booleans, complex or times
+        return f"values of type {labels.dtype}, not numbers"
     with np.errstate(invalid="ignore"):
-        return bool(np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))
-                    and np.all((labels >= 0) & (labels <= 9)))
+        if not (np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))
+                and np.all((labels >= 0) & (labels <= 9))):
+            return "values other than the digits 0-9"
+    return None
 
 
 def _grids_and_labels(path: Path, handle: h5py.File, dataset: str | None):
@@ -73,8 +81,8 @@ def _grids_and_labels(path: Path, handle: h5py.File, dataset: str | None):
         raise UserError(f"{path}: dataset {dataset} ({shape}) is not N x 4096 or N x 16 x 16 x 16 grids")
     x = handle[dataset][()].astype(np.float32).reshape(-1, *INPUT_SHAPE)
     label_name = "y" + dataset[1:] if dataset.startswith("X") else None
-    labels = handle[label_name][()] if label_name and label_name in handle else None
-    return dataset, x, labels
+    present = label_name is not None and isinstance(handle.get(label_name), h5py.Dataset)
+    return dataset, x, label_name, handle[label_name][()] if present else None
 
 
 def predict(model_path: str | Path, grids: np.ndarray) -> np.ndarray:
@@ -116,9 +124,8 @@ def classify(model_path: str | Path, grids_path: str | Path, output: str | Path,
         if run.get("status") != "ok":
             raise UserError(f"{metrics_path}: run {run.get('run')} failed ({run.get('error')}); it has no "
                             "trained model to classify with (python3 scripts/retry_failed.py retries it)")
-    name, grids, labels = read_grids(grids_path, dataset)
-    log(f"{grids_path}: {len(grids)} grids from {name}, " + ("with labels" if labels is not None else
-                                                              "without labels (none of digits 0-9, one per grid)"))
+    name, grids, labels = read_grids(grids_path, dataset, log)
+    log(f"{grids_path}: {len(grids)} grids from {name}" + (", with labels" if labels is not None else ""))
     if not Path(model_path).stat().st_size:
         raise UserError(f"{model_path}: empty: this run failed, it has no model")
     probabilities = predict(model_path, grids)
