@@ -54,7 +54,8 @@ def _typed(text: str, kind: str | None):
 
 
 def check_settings(settings: dict, schema: dict) -> None:
-    """SettingsError naming the first wrong field of `settings`, in the order of the fields."""
+    """SettingsError naming a wrong field of `settings`: the first by its dotted name, so the same
+    mistakes always give the same line."""
     _check_finite(settings, [])
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(settings), key=lambda error: [str(part) for part in error.path])

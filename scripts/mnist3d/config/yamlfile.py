@@ -69,11 +69,6 @@ def _construct_mapping(loader, node, deep=False):
 _ModelsLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def text_line(path: Path, offset: int) -> int:
-    """The 1-based line of byte `offset` in the file."""
-    return path.read_bytes()[:offset].count(b"\n") + 1
-
-
 def read_yaml(path: str | Path) -> dict:
     path = Path(path).expanduser()
     try:
@@ -83,7 +78,7 @@ def read_yaml(path: str | Path) -> dict:
     except IsADirectoryError:
         raise RunConfigError(f"{path}: is a folder; name the models file inside it") from None
     except UnicodeDecodeError as error:
-        line = text_line(path, error.start)
+        line = error.object[: error.start].count(b"\n") + 1
         raise RunConfigError(f"{path}: line {line}: not UTF-8 text ({error.reason}); save the file as UTF-8") from None
     except OSError as error:
         raise RunConfigError(f"{path}: cannot be read: {error.strerror}") from None
